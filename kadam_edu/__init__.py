@@ -4,8 +4,19 @@ A small, tested companion to *A Continuous-Time Analysis of Adaptive
 Optimization and Normalization* (Gould & Tanaka, 2024).
 """
 
-from kadam_edu.optim import KAdam, Level, kadam_levels
-from kadam_edu import bounds, continuous
+import importlib
 
-__all__ = ["KAdam", "Level", "kadam_levels", "bounds", "continuous"]
+from kadam_edu.optim import KAdam, Level, kadam_levels
+from kadam_edu import bounds, continuous, data, models, scale, train
+
+__all__ = ["KAdam", "Level", "kadam_levels", "bounds", "continuous", "data", "models", "scale", "train",
+           "experiments", "plots"]
 __version__ = "0.1.0"
+
+_LAZY = {"experiments", "plots"}  # these pull in matplotlib and the experiment modules
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f"kadam_edu.{name}")
+    raise AttributeError(f"module 'kadam_edu' has no attribute {name!r}")
