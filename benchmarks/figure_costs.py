@@ -1,0 +1,58 @@
+"""Measure the wall time of every figure at the given scales and record it for `python -m kadam_edu list`.
+
+    python benchmarks/figure_costs.py --scales smoke cpu [--figures fig1 fig3] [--out results/costs]
+
+Writes kadam_edu/experiments/costs.json (merged with what is there), saves each result and
+its PNG under --out, and prints a table. Run it on an otherwise idle machine: the numbers are
+what a reader of the book waits for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from kadam_edu import experiments, plots
+from kadam_edu.experiments import FIGURES
+
+COSTS = Path(experiments.__file__).parent / "costs.json"
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scales", nargs="+", default=["smoke"], choices=["smoke", "cpu", "paper"])
+    ap.add_argument("--figures", nargs="+", default=sorted(FIGURES, key=experiments._order))
+    ap.add_argument("--out", default="results/costs")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("KADAM_PROGRESS", "0")
+    costs = json.loads(COSTS.read_text()) if COSTS.exists() else {}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    costs["_machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {device}, torch {torch.__version__}"
+    for scale in args.scales:
+        total = 0.0
+        for name in args.figures:
+            t0 = time.perf_counter()
+            result = experiments.reproduce(name, scale, progress=False)
+            seconds = time.perf_counter() - t0
+            total += seconds
+            out = Path(args.out) / scale
+            result.save(out)
+            plots.plot(result).savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
+            costs.setdefault(name, {})[scale] = _fmt(seconds)
+            print(f"{scale:6s} {name:6s} {seconds:8.1f} s", flush=True)
+        print(f"{scale:6s} total  {total:8.1f} s")
+        COSTS.write_text(json.dumps(costs, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Section 3.2 and App. F, M, N, O, P: the max-update and test loss across (beta, gamma).
+
+fig1: max-update along the normal curve through (0.999, 0.9), with Eq. 5, the exact discrete
+bound and the measured slope of log ||u_n||_inf against both predicted growth rates.
+fig3: points on B0. fig9 / fig10 / fig11: test loss along the normal curves through
+(0.999, 0.9) and (0.95, 0.9) and along the level curve through (0.999, 0.9), with App. H's
+schedule. fig12: Eq. 15 annealing in B-.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kadam_edu import bounds
+from kadam_edu.experiments.common import (
+    CharTask,
+    char_gpt_run,
+    finite_log_slope,
+    point_seed,
+    point_summary,
+    settings_for,
+    sweep,
+)
+from kadam_edu.scale import pick_device
+from kadam_edu.train import annealed, warmup_cosine
+
+__all__ = ["fig1", "fig3", "fig9", "fig10", "fig11", "fig12"]
+
+REFERENCE = (0.999, 0.9)  # (beta, gamma): PyTorch's defaults in the paper's notation
+
+_CHAR = {  # shared by every figure here; the paper's is App. H
+    "paper": dict(model="paper", batch_size=64, lr=1e-3),
+    "cpu": dict(model="cpu", batch_size=32, lr=1e-3),
+    "smoke": dict(model="smoke", batch_size=8, lr=1e-3),
+}
+
+FIG1 = {
+    # App. H: 64 points, 1500 steps, slope from n = 495 and 505
+    # The stretch of the curve from (0.955, 0.9937), C = -0.034, to (0.999, 0.9). Closer to
+    # gamma = 1 the bias correction 1/(1 - gamma^(n+1)) keeps the slope below its limit for
+    # longer than a cpu-scale run lasts (its own slope is gamma^(n+1) ln(gamma) / (1 - gamma^(n+1))).
+    "paper": dict(_CHAR["paper"], points=64, steps=1500, slope_at=500, slope_half=5, beta_range=(0.955, 0.999)),
+    "cpu": dict(_CHAR["cpu"], points=16, steps=500, slope_at=400, slope_half=5, beta_range=(0.955, 0.999)),
+    "smoke": dict(_CHAR["smoke"], points=3, steps=40, slope_at=25, slope_half=5, beta_range=(0.955, 0.999)),
+}
+
+
+def _max_update_point(task, seed, *, schedule=None, extra=None, progress=None):
+    """A run_point for sweeps that record the max-update trajectory (fig1, fig3, fig12)."""
+
+    def run_point(i, beta, gamma):
+        _, rec = char_gpt_run(task, beta=beta, gamma=gamma, seed=point_seed(seed, i),
+                              schedule=None if schedule is None else schedule(beta, gamma),
+                              progress=progress, desc=f"point {i} (beta={beta:.4f}, gamma={gamma:.4f})")
+        summary = point_summary(i, beta, gamma, rec)
+        if extra is not None:
+            summary.update(extra(rec, beta, gamma))
+        arrays = {"max_update": rec.max_update, "loss": rec.loss, "lr": rec.lr}
+        if len(rec.eval_steps):
+            arrays.update(eval_steps=rec.eval_steps, eval_loss=rec.eval_loss)
+        return summary, arrays
+
+    return run_point
+
+
+def fig1(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides):
+    """Max-update trajectories along the normal curve through (0.999, 0.9) (Fig. 1, App. H).
+
+    Each point records ||u_n||_inf for every step, and its summary has ``C``, the
+    ``measured_slope`` of log ||u_n||_inf from n = slope_at -/+ slope_half (Fig. 1b), and the
+    two predictions: ``predicted_slope_continuous`` = max(0, -C)/2 (the paper's) and
+    ``predicted_slope_discrete`` = max(0, ln gamma - ln(beta)/2) (the exact discrete bound's
+    n -> inf slope), plus ``bound_slope_at_n``, the exact bound's own slope at slope_at.
+    """
+    scale, config = settings_for(FIG1, scale, overrides)
+    device = pick_device(device)
+    task = CharTask(config, device)
+    betas, gammas = bounds.normal_curve(*REFERENCE, config["points"], beta_range=tuple(config["beta_range"]))
+
+    def slopes(rec, beta, gamma):
+        n, half = config["slope_at"], config["slope_half"]
+        measured = finite_log_slope(rec.max_update, n, half)
+        log_bound = bounds.log_discrete_max_update_bound(np.array([n - half, n + half]), beta=beta, gamma=gamma)
+        return {
+            "measured_slope": measured,
+            "slope_at": n,
+            "predicted_slope_continuous": float(bounds.growth_rate(beta, gamma)),
+            "predicted_slope_discrete": float(bounds.discrete_growth_rate(beta, gamma)),
+            # the same two-point slope of the exact discrete bound itself, finite-n effects included
+            "bound_slope_at_n": float((log_bound[1] - log_bound[0]) / (2 * half)),
+        }
+
+    return sweep("fig1", scale, config, betas, gammas, _max_update_point(task, seed, extra=slopes, progress=progress),
+                 seed=seed, device=device, shard=shard, data={"reference": list(REFERENCE)})
+
+
+FIG3 = {
+    "paper": dict(_CHAR["paper"], points=11, steps=1500, beta_range=(0.5, 0.999)),
+    "cpu": dict(_CHAR["cpu"], points=6, steps=500, beta_range=(0.5, 0.999)),
+    "smoke": dict(_CHAR["smoke"], points=2, steps=30, beta_range=(0.5, 0.999)),
+}
+
+
+def fig3(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides):
+    """Max-update for points on B0 = {C = 0} (Fig. 3, App. F); Eq. 5 predicts sqrt(n) growth there."""
+    scale, config = settings_for(FIG3, scale, overrides)
+    device = pick_device(device)
+    task = CharTask(config, device)
+    betas, gammas = bounds.level_curve(0.0, config["points"], beta_range=tuple(config["beta_range"]))
+    return sweep("fig3", scale, config, betas, gammas, _max_update_point(task, seed, progress=progress),
+                 seed=seed, device=device, shard=shard)
+
+
+def _generalisation_presets(points_paper: int) -> dict:
+    # App. H, Fig. 9: warmup 100 steps, cosine decay to 1e-4, 3000 steps, eval every 100 on 200 batches
+    return {
+        "paper": dict(_CHAR["paper"], points=points_paper, steps=3000, warmup=100, min_lr=1e-4,
+                      eval_every=100, eval_iters=200),
+        "cpu": dict(_CHAR["cpu"], points=8, steps=800, warmup=50, min_lr=1e-4, eval_every=50, eval_iters=20),
+        "smoke": dict(_CHAR["smoke"], points=2, steps=30, warmup=5, min_lr=1e-4, eval_every=10, eval_iters=2),
+    }
+
+
+FIG9, FIG10, FIG11 = (_generalisation_presets(128), _generalisation_presets(128), _generalisation_presets(128))
+
+
+def _generalisation(figure, presets, curve, scale, seed, device, shard, overrides, data, progress=None):
+    scale, config = settings_for(presets, scale, overrides)
+    device = pick_device(device)
+    task = CharTask(config, device)
+    betas, gammas = curve(config["points"])
+
+    def schedule(beta, gamma):
+        return warmup_cosine(lr=config["lr"], warmup=config["warmup"], total=config["steps"], min_lr=config["min_lr"])
+
+    def best_losses(rec, beta, gamma):
+        out = {}
+        for horizon in (config["steps"] // 3, config["steps"]):  # the paper's 1000 and 3000
+            seen = rec.eval_loss[rec.eval_steps <= horizon]
+            out[f"best_test_loss_{horizon}"] = float(seen.min()) if len(seen) else None
+        return out
+
+    return sweep(figure, scale, config, betas, gammas,
+                 _max_update_point(task, seed, schedule=schedule, extra=best_losses, progress=progress),
+                 seed=seed, device=device, shard=shard, data=data)
+
+
+def fig9(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides):
+    """Test loss along the whole normal curve through (0.999, 0.9) (Fig. 9, App. N)."""
+    return _generalisation("fig9", FIG9, lambda num: bounds.normal_curve(*REFERENCE, num),
+                           scale, seed, device, shard, overrides, {"curve": "normal", "through": list(REFERENCE)}, progress)
+
+
+def fig10(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides):
+    """Test loss along the normal curve through (0.95, 0.9) (Fig. 10, App. O)."""
+    return _generalisation("fig10", FIG10, lambda num: bounds.normal_curve(0.95, 0.9, num),
+                           scale, seed, device, shard, overrides, {"curve": "normal", "through": [0.95, 0.9]}, progress)
+
+
+def fig11(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides):
+    """Test loss along the level curve C = C(0.999, 0.9) (Fig. 11, App. O)."""
+    c = float(bounds.stability_constant(*REFERENCE))
+    return _generalisation("fig11", FIG11, lambda num: bounds.level_curve(c, num),
+                           scale, seed, device, shard, overrides, {"curve": "level", "C": c}, progress)
+
+
+FIG12 = {
+    "paper": dict(_CHAR["paper"], points=16, steps=1500, beta_range=(0.9525, 0.962), eval_every=100, eval_iters=200),
+    "cpu": dict(_CHAR["cpu"], points=4, steps=500, beta_range=(0.9525, 0.962), eval_every=50, eval_iters=20),
+    "smoke": dict(_CHAR["smoke"], points=2, steps=30, beta_range=(0.9525, 0.962), eval_every=10, eval_iters=2),
+}
+
+
+def fig12(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides):
+    """Eq. 15 annealing, eta_n = eta_0 exp(-n |C| / 2), for points in B- (Fig. 12, App. P)."""
+    scale, config = settings_for(FIG12, scale, overrides)
+    device = pick_device(device)
+    task = CharTask(config, device)
+    betas, gammas = bounds.normal_curve(*REFERENCE, config["points"], beta_range=tuple(config["beta_range"]))
+
+    def schedule(beta, gamma):
+        return annealed(lr=config["lr"], beta=beta, gamma=gamma)
+
+    return sweep("fig12", scale, config, betas, gammas, _max_update_point(task, seed, schedule=schedule, progress=progress),
+                 seed=seed, device=device, shard=shard)
