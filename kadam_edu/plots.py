@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from kadam_edu import bounds
 
-__all__ = ["plot", "region_map", "fig1", "fig3", "fig4", "fig5", "fig7", "fig9", "fig10", "fig11", "fig12"]
+__all__ = ["plot", "region_map", "fig1", "fig2", "fig3", "fig4", "fig5", "fig7", "fig9", "fig10", "fig11", "fig12"]
 
 _CMAP = colormaps["coolwarm_r"]  # blue: B+ (C > 0), red: B- (C < 0)
 
@@ -217,7 +217,32 @@ def fig7(result) -> Figure:
     return fig
 
 
-PLOTTERS = {"fig1": fig1, "fig3": fig3, "fig4": fig4, "fig5": fig5, "fig7": fig7, "fig9": fig9, "fig10": fig10, "fig11": fig11, "fig12": fig12}
+def fig2(result) -> Figure:
+    """Fig. 2: best test accuracy over the lr/wd sweep against k, per strategy (k = 1, Adam, in red)."""
+    from kadam_edu.experiments.kadam_cifar import best_by_k
+
+    rows = best_by_k(result.points)
+    fig, (a, b) = _figure(2)
+    for i, strategy in enumerate(dict.fromkeys(r["strategy"] for r in rows)):
+        rs = [r for r in rows if r["strategy"] == strategy and r["best_test_accuracy"] is not None]
+        a.plot([r["k"] for r in rs], [r["best_test_accuracy"] for r in rs], "o-", color=f"C{i}", label=strategy)
+    adam = [r for r in rows if r["k"] == 1 and r["best_test_accuracy"] is not None]
+    if adam:
+        a.plot([1], [adam[0]["best_test_accuracy"]], "o", color="red", ms=9, zorder=3, label="k = 1 (Adam)")
+    a.set(xlabel="k", ylabel="best test accuracy", title="(a) best over the lr/wd sweep")
+    a.legend(fontsize=8)
+    for i, r in enumerate(x for x in rows if x["index"] is not None):
+        arr = result.point_arrays(r["index"])
+        b.plot(arr["eval_epochs"], arr["test_accuracy"], color=f"C{i % 10}", lw=1.0,
+               label=f"{r['strategy']}, k={r['k']}")
+    b.set(xlabel="epoch", ylabel="test accuracy", title="(b) the best run of each row")
+    b.legend(fontsize=7, ncol=2)
+    data = result.data.get("dataset", "")
+    fig.suptitle(f"Fig. 2 ({result.scale} scale): {data}", fontsize=9)
+    return fig
+
+
+PLOTTERS = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "fig5": fig5, "fig7": fig7, "fig9": fig9, "fig10": fig10, "fig11": fig11, "fig12": fig12}
 
 
 def plot(result) -> Figure:

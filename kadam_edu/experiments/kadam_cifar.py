@@ -1,0 +1,389 @@
+"""Section 4.2, App. H ("Figure 2"), App. Q-T: k-Adam against Adam on CIFAR-10.
+
+fig2: for each k and level strategy (Section 4.2: inverse_exp, exp, scaled, naive), train the
+CIFAR-10 CNN (:class:`kadam_edu.models.CIFARNet`) with ``KAdam(k=k, strategy=...,
+betas=(gamma, beta), weight_decay=wd, coupled=False)`` over a sweep of learning rates and
+decoupled weight decays, with App. H's schedule (linear warmup for 2 epochs, then cosine decay
+to lr/10, set per step), and evaluate test accuracy every few epochs. Figure 2 plots, for each
+(k, strategy), the best test accuracy over the lr/wd sweep: :func:`best_by_k`.
+
+Each sweep point (one (k, strategy, lr, wd) configuration) keeps
+
+- summary (``result.points``): ``index``, ``k``, ``strategy``, ``strategies`` (the rows it
+  stands for, see below), ``lr``, ``weight_decay``, ``level_gamma`` / ``level_beta`` (the
+  per-level hyperparameters, lists of k floats, paper notation), ``best_test_accuracy``,
+  ``best_epoch``, ``final_test_accuracy``, ``final_train_loss`` (mean loss over the last
+  epoch's steps, of those done), ``diverged_at`` (step or None), ``steps_done``, ``seconds``;
+- arrays (``result.point_arrays(i)``): ``loss``, ``lr``, ``max_update`` [steps],
+  ``level_max_updates`` [steps, k] (``||u_n^(i)||_inf``, App. T), ``eval_epochs`` and
+  ``test_accuracy`` [E].
+
+k = 1 is Adam/AdamW under every strategy (each rule maps (gamma, beta) to itself at k = 1), so
+each (lr, wd) pair is trained once at k = 1 and that point stands for every strategy's k = 1
+row: its ``strategies`` lists them all and :func:`best_by_k` uses it for each.
+
+``result.data``: ``best`` (the table of :func:`best_by_k` for an unsharded run; None in a shard,
+which sees only some points, and so also in a merge of shards, which keeps the first shard's
+data: call ``best_by_k(merged.points)``), ``dataset`` (the data's description; it says SYNTHETIC for the
+stand-in, which is never called CIFAR-10), ``synthetic`` (bool), ``steps_per_epoch``,
+``configs`` (the whole sweep, also in a shard) and ``shared_k1`` (the note above).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kadam_edu.data import ImageData, cifar10_or_standin, image_batches, synthetic_cifar10
+from kadam_edu.experiments.common import point_seed, settings_for, sweep
+from kadam_edu.experiments.result import Result, parse_shard
+from kadam_edu.models import CIFARNet, cnn_config
+from kadam_edu.optim import STRATEGIES, KAdam, kadam_levels
+from kadam_edu.scale import pick_device, seed_everything
+from kadam_edu.train import TrainRecord, train, warmup_cosine
+
+__all__ = ["fig2", "best_by_k", "evaluate_accuracy", "sweep_configs", "load_images", "FIG2"]
+
+REFERENCE = (0.999, 0.9)  # (beta, gamma) of App. H: "(beta~, gamma~) = (0.999, 0.9)"
+
+FIG2 = {
+    # App. H, "Figure 2": k = 1..10, four strategies, 6 x 5 lr/wd sweep, 100 epochs, eval every 5,
+    # batch 512, warmup 2 epochs then cosine to lr/10. Real CIFAR-10 (falls back loudly).
+    # App. H does not mention augmentation; random flips and 4-px crops are our choice.
+    "paper": dict(
+        ks=list(range(1, 11)), strategies=["inverse_exp", "exp", "scaled", "naive"],
+        lrs=[6e-5, 1e-4, 3e-4, 6e-4, 1e-3, 3e-3], weight_decays=[1e-6, 1e-5, 1e-4, 1e-3, 1e-2],
+        beta=REFERENCE[0], gamma=REFERENCE[1], coupled=False,
+        epochs=100, warmup_epochs=2, min_lr_factor=0.1, eval_every=5, batch_size=512, eval_batch_size=1000,
+        model="paper", model_overrides={}, augment=True,
+        data="cifar10", download=True, n_train=None, n_test=None,
+    ),
+    # k = 1, 2, 3 under inverse_exp (the paper's best strategy) against naive (its worst), two
+    # lrs (3e-4 was worse than both for every row but naive in a 3-lr pilot) and one wd; a fixed
+    # 5,000 / 1,000 image subset (real CIFAR-10 if already on disk, else the SYNTHETIC
+    # stand-in), batch 128, 10 epochs, eval every epoch, no augmentation (the stand-in already
+    # has random shifts and flips). 10 runs (k = 1 shared) of about 17 s each: 168 s measured on
+    # 2 otherwise idle CPU cores.
+    "cpu": dict(
+        ks=[1, 2, 3], strategies=["inverse_exp", "naive"],
+        lrs=[1e-3, 3e-3], weight_decays=[1e-4],
+        beta=REFERENCE[0], gamma=REFERENCE[1], coupled=False,
+        epochs=10, warmup_epochs=1, min_lr_factor=0.1, eval_every=1, batch_size=128, eval_batch_size=500,
+        model="cpu", model_overrides={}, augment=False,
+        data="auto", download=False, n_train=5000, n_test=1000,
+    ),
+    # CI: two runs on a tiny synthetic set, seconds.
+    "smoke": dict(
+        ks=[1, 2], strategies=["inverse_exp"],
+        lrs=[1e-3], weight_decays=[1e-4],
+        beta=REFERENCE[0], gamma=REFERENCE[1], coupled=False,
+        epochs=1, warmup_epochs=0.5, min_lr_factor=0.1, eval_every=1, batch_size=64, eval_batch_size=128,
+        model="smoke", model_overrides={}, augment=False,
+        data="synthetic", download=False, n_train=256, n_test=128,
+    ),
+}
+
+SHARED_K1 = (
+    "k = 1 is Adam/AdamW under every strategy, so each (lr, weight_decay) is trained once at k = 1; "
+    "that point stands for the k = 1 row of every strategy (its 'strategies' lists them)"
+)
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int, *, split: str = "test") -> float:
+    """Fraction of ``split`` ("test" or "train") images whose argmax logit is the label, in [0, 1].
+
+    Runs in eval mode under no_grad, unaugmented, on the model's device; restores the model's
+    train/eval mode afterwards.
+    """
+    if not isinstance(data, ImageData):
+        raise ValueError(f"data must be an ImageData; got {type(data).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+    if split not in ("test", "train"):
+        raise ValueError(f"split must be 'test' or 'train'; got {split!r}")
+    x_all, y_all = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
+    if len(y_all) == 0:
+        raise ValueError(f"the {split} split is empty")
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else x_all.device
+    was_training = model.training
+    model.eval()
+    correct = 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(y_all), batch_size):
+                x = x_all[start : start + batch_size].to(device)
+                y = y_all[start : start + batch_size].to(device)
+                correct += int((model(x).argmax(dim=1) == y).sum())
+    finally:
+        model.train(was_training)
+    return correct / len(y_all)
+
+
+# --------------------------------------------------------------------------- the best table
+def _rows_of(point: dict) -> list[str]:
+    return list(point.get("strategies") or [point["strategy"]])
+
+
+def _strategy_order(name: str) -> tuple[int, str]:
+    order = list(STRATEGIES)
+    return (order.index(name) if name in order else len(order), name)
+
+
+def best_by_k(points) -> list[dict]:
+    """Figure 2's table: for each (strategy, k), the best test accuracy over the lr/wd sweep.
+
+    ``points``: ``result.points`` (of one run, or of shards joined by
+    :func:`kadam_edu.experiments.result.merge`), or a :class:`Result`. A point counts for every
+    strategy in its ``strategies`` (k = 1 is shared), else for its ``strategy``. Points without
+    an accuracy (diverged before the first evaluation) are skipped; ties go to the lower index.
+
+    Returns rows sorted by strategy (Section 4.2's order) then k: ``{"strategy", "k",
+    "best_test_accuracy", "lr", "weight_decay", "index", "runs"}`` where lr / weight_decay /
+    index are the best point's (None when no point of that row has an accuracy) and ``runs``
+    counts the row's points.
+    """
+    if isinstance(points, Result):
+        points = points.points
+    rows: dict[tuple[str, int], dict] = {}
+    for p in sorted(points, key=lambda p: p["index"]):
+        acc = p.get("best_test_accuracy")
+        for strategy in _rows_of(p):
+            key = (strategy, int(p["k"]))
+            row = rows.setdefault(key, dict(strategy=strategy, k=key[1], best_test_accuracy=None,
+                                            lr=None, weight_decay=None, index=None, runs=0))
+            row["runs"] += 1
+            if acc is not None and math.isfinite(acc) and (
+                row["best_test_accuracy"] is None or acc > row["best_test_accuracy"]
+            ):
+                row.update(best_test_accuracy=float(acc), lr=p["lr"], weight_decay=p["weight_decay"], index=p["index"])
+    return [rows[key] for key in sorted(rows, key=lambda sk: (_strategy_order(sk[0]), sk[1]))]
+
+
+# --------------------------------------------------------------------------- sweep and data
+def sweep_configs(config: dict) -> list[dict]:
+    """The sweep's points, in index order: for each k, strategy, lr, wd (k = 1 once per lr/wd).
+
+    Each is ``{"index", "k", "strategy", "strategies", "lr", "weight_decay"}``.
+    """
+    out = []
+    for k in config["ks"]:
+        strategies = [config["strategies"][0]] if k == 1 else config["strategies"]
+        for strategy in strategies:
+            for lr in config["lrs"]:
+                for wd in config["weight_decays"]:
+                    out.append(dict(index=len(out), k=int(k), strategy=strategy,
+                                    strategies=list(config["strategies"]) if k == 1 else [strategy],
+                                    lr=float(lr), weight_decay=float(wd)))
+    return out
+
+
+def _check_config(config: dict) -> None:
+    def nonempty(name):
+        v = config[name]
+        if not isinstance(v, (list, tuple)) or not v:
+            raise ValueError(f"{name} must be a non-empty list; got {v!r}")
+        return v
+
+    for k in nonempty("ks"):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"ks must hold positive ints; got {config['ks']!r}")
+    if len(set(config["ks"])) != len(config["ks"]):
+        raise ValueError(f"ks has repeats: {config['ks']!r}")
+    for s in nonempty("strategies"):
+        if s not in STRATEGIES:
+            raise ValueError(f"strategies must be among {list(STRATEGIES)} (Section 4.2); got {s!r}")
+    for name in ("lrs", "weight_decays"):
+        for v in nonempty(name):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must hold finite numbers >= 0; got {config[name]!r}")
+    for name in ("epochs", "eval_every", "batch_size", "eval_batch_size"):
+        v = config[name]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int; got {v!r}")
+    w = config["warmup_epochs"]
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < config["epochs"]:
+        raise ValueError(f"warmup_epochs must be a number in [0, epochs={config['epochs']}); got {w!r}")
+    f = config["min_lr_factor"]
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f <= 1:
+        raise ValueError(f"min_lr_factor must be in [0, 1] (App. H: 0.1, i.e. decay to lr/10); got {f!r}")
+    if config["data"] not in ("cifar10", "auto", "synthetic"):
+        raise ValueError(f"data must be 'cifar10', 'auto' or 'synthetic'; got {config['data']!r}")
+    for name in ("n_train", "n_test"):
+        v = config[name]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be None (all) or a positive int; got {v!r}")
+    if config["data"] == "synthetic" and (config["n_train"] is None or config["n_test"] is None):
+        raise ValueError("data='synthetic' needs n_train and n_test")
+    for name in ("coupled", "augment", "download"):
+        if not isinstance(config[name], bool):
+            raise ValueError(f"{name} must be True or False; got {config[name]!r}")
+    if not isinstance(config["model_overrides"], dict):
+        raise ValueError(f"model_overrides must be a dict of CNNConfig fields; got {config['model_overrides']!r}")
+    cnn_config(config["model"], **config["model_overrides"])  # validates the model settings
+    for k in config["ks"]:
+        for s in config["strategies"]:
+            kadam_levels(k, beta=config["beta"], gamma=config["gamma"], strategy=s)  # validates beta, gamma
+
+
+def _subset(data: ImageData, n_train: int | None, n_test: int | None, seed: int) -> ImageData:
+    """A fixed random subset (the same for every point) of real CIFAR-10, labelled as such."""
+    g = torch.Generator().manual_seed(seed)
+    parts, picked = {}, []
+    for split, n in (("train", n_train), ("test", n_test)):
+        x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
+        if n is None or n >= len(y):
+            parts[split] = (x, y)
+            picked.append(f"all {len(y):,} {split}")
+        else:
+            idx = torch.randperm(len(y), generator=g)[:n].sort().values
+            parts[split] = (x[idx], y[idx])
+            picked.append(f"{n:,} of {len(y):,} {split}")
+    if n_train is None and n_test is None:
+        return data
+    return ImageData(*parts["train"], *parts["test"], synthetic=data.synthetic,
+                     description=f"{data.description}, random subset (seed {seed}): {' / '.join(picked)} images")
+
+
+def load_images(config: dict, seed: int = 0) -> tuple[ImageData, str | None]:
+    """The images a fig2 config asks for, and a warning when paper scale fell back to the stand-in.
+
+    ``data="synthetic"``: :func:`~kadam_edu.data.synthetic_cifar10` (n_train, n_test, seed);
+    ``"auto"``: real CIFAR-10 if it can be had (``download``), else the stand-in, announced by
+    :func:`~kadam_edu.data.cifar10_or_standin`; ``"cifar10"``: the same, but the fallback is
+    also flagged in the returned warning. Real CIFAR-10 is cut to a fixed random subset of
+    n_train / n_test images when those are set.
+    """
+    if config["data"] == "synthetic":
+        return synthetic_cifar10(config["n_train"], config["n_test"], seed=seed), None
+    sizes = {"n_train": config["n_train"] or 50_000, "n_test": config["n_test"] or 10_000, "seed": seed}
+    data = cifar10_or_standin(download=config["download"], **sizes)
+    if not data.synthetic:
+        return _subset(data, config["n_train"], config["n_test"], seed), None
+    if config["data"] == "cifar10":
+        notice = (
+            "fig2 asks for real CIFAR-10 here but it is not available, so this run uses the SYNTHETIC "
+            "stand-in: its accuracies are NOT comparable with the paper's Figure 2. Put "
+            "cifar-10-python.tar.gz under the data root (see kadam_edu.data.cifar10_path()) and rerun."
+        )
+        warnings.warn(notice, stacklevel=3)
+        return data, notice
+    return data, None
+
+
+def _on(data: ImageData, device: torch.device) -> ImageData:
+    if data.train_x.device == device:
+        return data
+    return ImageData(data.train_x.to(device), data.train_y.to(device), data.test_x.to(device),
+                     data.test_y.to(device), synthetic=data.synthetic, description=data.description)
+
+
+def _batches(data: ImageData, *, batch_size: int, generator: torch.Generator, augment: bool) -> Iterator:
+    """Training batches epoch after epoch (a fresh shuffle each epoch)."""
+    while True:
+        yield from image_batches(data, batch_size=batch_size, generator=generator, augment_train=augment)
+
+
+def _cross_entropy(model: nn.Module, batch) -> torch.Tensor:
+    x, y = batch
+    return F.cross_entropy(model(x), y)
+
+
+# --------------------------------------------------------------------------- the figure
+def fig2(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides) -> Result:
+    """k-Adam on CIFAR-10: best test accuracy against k for each strategy (Fig. 2, App. H, App. Q).
+
+    One sweep point per (k, strategy, lr, weight_decay) of :func:`sweep_configs`, trained with
+    ``KAdam(k=k, strategy=strategy, betas=(gamma, beta), weight_decay=wd, coupled=False)``
+    (App. S's Algorithm 1; decoupled decay as in the paper's best run) and App. H's schedule:
+    linear warmup over ``warmup_epochs``, cosine decay to ``min_lr_factor * lr`` at the last
+    step (:func:`kadam_edu.train.warmup_cosine`, per step). Test accuracy every ``eval_every``
+    epochs and after the last. Each point has its own seed (``point_seed(seed, index)``) for
+    initialisation and batch order, so shards reproduce the whole sweep; the data set is the
+    same for every point (``seed`` fixes the stand-in and any subset).
+
+    Presets (:data:`FIG2`): ``paper`` is App. H's sweep on real CIFAR-10 (if it is missing the
+    run falls back to the SYNTHETIC stand-in with a warning, and ``data["dataset"]`` and
+    ``data["warning"]`` say so); ``cpu`` compares k = 1, 2, 3 under inverse_exp and naive on
+    5,000 / 1,000 images (real CIFAR-10 only if already on disk); ``smoke`` is two tiny runs.
+    See the module docstring for what each point records, and :func:`best_by_k` for the table.
+    """
+    scale, config = settings_for(FIG2, scale, overrides)
+    _check_config(config)
+    shard = parse_shard(shard)
+    device = pick_device(device)
+    images, fallback = load_images(config, seed=seed)
+    images = _on(images, device)
+    model_cfg = cnn_config(config["model"], **config["model_overrides"])
+    spe = math.ceil(len(images.train_y) / config["batch_size"])  # steps per epoch (last batch may be short)
+    total = config["epochs"] * spe
+    warmup = int(round(config["warmup_epochs"] * spe))
+    if warmup >= total:
+        raise ValueError(f"warmup_epochs={config['warmup_epochs']} leaves no steps after warmup")
+    configs = sweep_configs(config)
+    beta, gamma = config["beta"], config["gamma"]
+
+    def run_point(i: int, lr: float, wd: float) -> tuple[dict, dict[str, np.ndarray]]:
+        c = configs[i]
+        gen = seed_everything(point_seed(seed, i))
+        model = CIFARNet(model_cfg).to(device)
+        opt = KAdam(model.parameters(), lr=lr, betas=(gamma, beta), k=c["k"], strategy=c["strategy"],
+                    weight_decay=wd, coupled=config["coupled"])
+        levels = KAdam.group_levels(opt.param_groups[0])
+        batches = _batches(images, batch_size=config["batch_size"], generator=gen, augment=config["augment"])
+        rec: TrainRecord = train(
+            model, opt, lambda n: next(batches), _cross_entropy, steps=total,
+            schedule=warmup_cosine(lr=lr, warmup=warmup, total=total, min_lr=config["min_lr_factor"] * lr),
+            eval_fn=lambda m: evaluate_accuracy(m, images, config["eval_batch_size"]),
+            eval_every=config["eval_every"] * spe, progress=progress,
+            desc=f"point {i}: k={c['k']} {c['strategy'] if c['k'] > 1 else '(Adam)'} lr={lr:g} wd={wd:g}",
+        )
+        acc = rec.eval_loss  # train() calls eval_fn's value "eval_loss"; here it is test accuracy
+        best = int(np.argmax(acc)) if len(acc) else None
+        last_epoch = rec.loss[-spe:] if rec.steps_done else rec.loss
+        summary = dict(
+            index=i, k=c["k"], strategy=c["strategy"], strategies=c["strategies"], lr=lr, weight_decay=wd,
+            level_gamma=[lv.gamma for lv in levels], level_beta=[lv.beta for lv in levels],
+            best_test_accuracy=None if best is None else float(acc[best]),
+            best_epoch=None if best is None else float(rec.eval_steps[best] / spe),
+            final_test_accuracy=float(acc[-1]) if len(acc) else None,
+            final_train_loss=float(np.mean(last_epoch)) if len(last_epoch) else None,
+            diverged_at=rec.diverged_at, steps_done=rec.steps_done, seconds=round(rec.seconds, 2),
+        )
+        arrays = dict(
+            loss=rec.loss, lr=rec.lr, max_update=rec.max_update, level_max_updates=rec.level_max_updates,
+            eval_epochs=rec.eval_steps / spe, test_accuracy=acc,
+        )
+        return summary, arrays
+
+    whole = shard is None or shard[1] == 1
+    data = dict(
+        dataset=(f"WARNING, NOT CIFAR-10: {images.description}" if fallback else images.description),
+        synthetic=bool(images.synthetic),
+        steps_per_epoch=spe,
+        total_steps=total,
+        warmup_steps=warmup,
+        configs=configs,
+        shared_k1=SHARED_K1,
+    )
+    if fallback:
+        data["warning"] = fallback
+    result = sweep("fig2", scale, config, [c["lr"] for c in configs], [c["weight_decay"] for c in configs],
+                   run_point, seed=seed, device=device, shard=shard, data=data)
+    if whole:
+        result.data["best"] = best_by_k(result.points)
+    else:
+        result.data["best"] = None
+        result.data["best_note"] = (
+            "'best' is filled in only by an unsharded run: a shard sees only some points, and merge() "
+            "keeps the first shard's data, so compute the table from the merged points with "
+            "kadam_edu.experiments.kadam_cifar.best_by_k(result.points)"
+        )
+    return result
