@@ -25,6 +25,8 @@ COSTS = Path(experiments.__file__).parent / "costs.json"
 
 
 def _fmt(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 

@@ -6,9 +6,10 @@ the error against discrete Adam (the quantity that matters to the book: max over
 a converged solution of the ODE itself (the exponential integrator at 200 substeps), which
 separates the integrator's own error from the ODE's modelling error.
 
-Problems: an ill-conditioned quadratic (condition number 1e3, 20 parameters) and a small
-MLP trained on a fresh minibatch each step (a stand-in for the char GPT until the models
-land; ``--problem`` picks one).
+Problems: an ill-conditioned quadratic (condition number 1e3, 20 parameters), a small MLP
+trained on a fresh minibatch each step, and the cpu-scale char GPT (108k parameters; Euler
+with 100 substeps costs it ~10^4 gradient evaluations per 100 steps, a few minutes on 2
+cores). ``--problem`` picks one.
 
     python benchmarks/ode_accuracy.py [--steps 100] [--lr 1e-2]
 """
@@ -47,7 +48,21 @@ def mlp(seed=0):
     return model, loss_fn
 
 
-PROBLEMS = {"quadratic": quadratic, "mlp": mlp}
+def char_gpt(seed=0):
+    """The cpu-scale char GPT (2 layers, 64 wide) on tiny-shakespeare, qk-norm, no dropout,
+    a fresh batch of 32 blocks each step (needs the data: see KADAM_EDU_DATA)."""
+    from kadam_edu.data import get_batch, load_shakespeare
+    from kadam_edu.models import GPT, gpt_config
+
+    torch.manual_seed(seed)
+    config = gpt_config("cpu", dropout=0.0, qk_norm=True)
+    model = GPT(config)
+    corpus, gen = load_shakespeare(), torch.Generator().manual_seed(seed)
+    batches = [get_batch(corpus.train, block_size=config.block_size, batch_size=32, generator=gen) for _ in range(1000)]
+    return model, (lambda m, n: m(*batches[n])[1])
+
+
+PROBLEMS = {"quadratic": quadratic, "mlp": mlp, "gpt": char_gpt}
 
 
 def main(argv=None):

@@ -52,7 +52,7 @@ def _points(result):
 
 
 def _zoom(betas, gammas, pad=0.15):
-    lo = (betas.min() - pad * np.ptp(betas) - 1e-3, gammas.min() - pad * np.ptp(gammas) - 1e-3)
+    lo = (max(0.0, betas.min() - pad * np.ptp(betas) - 1e-3), max(0.0, gammas.min() - pad * np.ptp(gammas) - 1e-3))
     hi = (min(1.0, betas.max() + pad * np.ptp(betas) + 1e-3), min(1.0, gammas.max() + pad * np.ptp(gammas) + 1e-3))
     return lo, hi
 
@@ -110,7 +110,8 @@ def fig3(result) -> Figure:
     _trajectories(a, result, "max_update", bound=bounds.max_update_bound)
     a.set(ylabel=r"$\|u_n\|_\infty$", title=r"(a) max-update on $\mathcal{B}_0$; Eq. 5 ($\sqrt{n}$) dotted")
     betas, gammas, cs, _ = _points(result)
-    region_map(c, betas, gammas, cs)
+    lo, hi = _zoom(betas, gammas)
+    region_map(c, betas, gammas, cs, lo=lo, hi=hi)
     c.set_title(r"(b) points on $C=0$")
     fig.suptitle(f"Fig. 3 ({result.scale} scale)")
     return fig
@@ -122,12 +123,15 @@ def _generalisation(result, title) -> Figure:
     a.set(ylabel="test loss", title="(a) test loss")
     betas, gammas, cs, pts = _points(result)
     keys = sorted({k for p in pts for k in p if k.startswith("best_test_loss_")}, key=lambda k: int(k.rsplit("_", 1)[1]))
+    level = result.data.get("curve") == "level"  # C is constant there: use beta instead
+    x, xlabel = (betas, r"$\beta$ (along the level curve)") if level else (cs, r"$C(\beta,\gamma)$")
     for key, marker in zip(keys, "os"):
         vals = np.array([np.nan if p.get(key) is None else p[key] for p in pts])
-        b.plot(cs, vals, marker, ls="-", label=f"best by n={key.rsplit('_', 1)[1]}")
-    b.set(xlabel=r"$C(\beta,\gamma)$", ylabel="best test loss", title="(b) best test loss against C")
+        b.plot(x, vals, marker, ls="-", label=f"best by n={key.rsplit('_', 1)[1]}")
+    b.set(xlabel=xlabel, ylabel="best test loss", title="(b) best test loss")
     b.legend(fontsize=8)
-    region_map(c, betas, gammas, cs)
+    lo, hi = _zoom(betas, gammas)
+    region_map(c, betas, gammas, cs, lo=lo, hi=hi)
     c.set_title("(c) the points")
     fig.suptitle(f"{title} ({result.scale} scale)")
     return fig
