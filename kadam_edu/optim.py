@@ -46,6 +46,10 @@ class Level(NamedTuple):
     beta: float
 
 
+# A state_dict of KAdam(levels=[Level(...)]) holds Level tuples: let torch.load(weights_only=True) read them.
+torch.serialization.add_safe_globals([Level])
+
+
 class SparseGradientError(ValueError, RuntimeError):
     """Raised for sparse gradients (a ValueError and a RuntimeError, like torch's)."""
 

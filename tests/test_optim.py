@@ -265,6 +265,19 @@ def test_state_dict_resume_is_bit_exact(foreach):
     assert opt_resumed.last_max_update == opt_full.last_max_update
 
 
+def test_explicit_levels_survive_the_safe_loader():
+    model = small_model()
+    opt = KAdam(model.parameters(), levels=[Level(gamma=0.9, beta=0.999), Level(gamma=0.0, beta=0.9)])
+    train(model, opt, batches(2))
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=True)
+    assert saved["param_groups"][0]["levels"] == [Level(0.9, 0.999), Level(0.0, 0.9)]
+    fresh = KAdam(small_model().parameters(), levels=[Level(gamma=0.9, beta=0.999), Level(gamma=0.0, beta=0.9)])
+    fresh.load_state_dict(saved)
+
+
 def test_changing_k_after_state_exists_is_refused():
     model = small_model()
     opt = KAdam(model.parameters(), k=1)
