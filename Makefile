@@ -5,12 +5,17 @@ PIP    ?= $(PYTHON) -m pip
 #   make test TORCH="torch --index-url https://download.pytorch.org/whl/cpu"
 TORCH  ?= torch==2.13.0
 SCALE  ?= auto
+# Warnings are errors (-W), cross-references are checked (-n); CI builds with the same flags.
+BOOKFLAGS ?= -W -n --keep-going
+# Executed notebooks show no progress bars (a frozen bar is noise on a static page).
+export KADAM_PROGRESS ?= 0
 
-.PHONY: help torch install install-test install-book test book bench clean
+.PHONY: help torch install install-test install-book test test-notebooks book check-pages check bench clean
 
 help:
 	@echo "make test   install kadam_edu with its test extras and run the test suite"
 	@echo "make book   install kadam_edu with its book extras and build the book (SCALE=smoke|cpu|paper|auto)"
+	@echo "make check  everything CI runs: make test, the notebooks at smoke scale, make book SCALE=smoke, check-pages"
 	@echo "make bench  run the benchmarks (prints ratios measured side by side)"
 
 torch:
@@ -28,9 +33,26 @@ install-book: torch
 test: install-test
 	$(PYTHON) -m pytest
 
+# Execute every notebook at smoke scale under nbval (errors fail; outputs are not compared).
+test-notebooks: install-test install-book
+	KADAM_SCALE=smoke $(PYTHON) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider book
+
+# The execution cache is keyed on the notebooks' code, not on the scale: clear it when the scale changes.
 book: install-book
-	KADAM_SCALE=$(SCALE) jupyter-book build .
+	@mkdir -p _build
+	@if [ "$$(cat _build/.scale 2>/dev/null)" != "$(SCALE)" ]; then rm -rf _build/.jupyter_cache _build/jupyter_execute; fi
+	@echo "$(SCALE)" > _build/.scale
+	KADAM_SCALE=$(SCALE) jupyter-book build . $(BOOKFLAGS)
+	$(PYTHON) tools/offline.py _build/html
 	@echo "HTML: $(CURDIR)/_build/html/index.html"
+
+# Open every page in headless Chromium with the network cut (skips, saying so, without Chromium).
+check-pages:
+	$(PYTHON) tools/check_pages.py _build/html
+
+check: test test-notebooks
+	$(MAKE) book SCALE=smoke
+	$(MAKE) check-pages
 
 bench: install-test
 	$(PYTHON) benchmarks/optimizer_step.py
