@@ -10,6 +10,8 @@ Time runs at the scale eta^p: discrete step n sits at t_n = n eta^p (p = 1 by de
 * :func:`discrete_adam_trajectory`: the discrete trajectory with the same arguments.
 * :func:`sq_norm_eq12`, :func:`sq_norm_eq8`: the norm dynamics of a weight (Eq. 12, Eq. 8)
   computed from a recorded trajectory, as in App. I ("Empirically validating phi(t)").
+* :func:`orthogonal_norm_dynamics`: ||W||^2 and the effective learning rate of a scale-invariant
+  weight whose updates are modelled as orthogonal to it (Eq. 8's setting, Eq. 9).
 
 Starting values. Eq. 2 integrates from tau = 0, which leaves u(0) = 0/0. Adam's first
 average m_0 = (1 - gamma) g_0 covers one sample, so here the averages start from the
@@ -48,6 +50,8 @@ __all__ = [
     "update_terms",
     "sq_norm_eq12",
     "sq_norm_eq8",
+    "NormDynamics",
+    "orthogonal_norm_dynamics",
     "METHODS",
 ]
 
@@ -467,3 +471,84 @@ def sq_norm_eq12(phi0: float, u_sq, w_dot_u, *, lr: float, weight_decay: float =
 def sq_norm_eq8(phi0: float, u_sq, *, lr: float, weight_decay: float = 0.0):
     """Eq. 8: Eq. 12 without the <W, u_W> term (valid when <W, u_W> ~ 0, App. J). Returns [N + 1]."""
     return _decayed_integral(phi0, lr * np.asarray(u_sq, dtype=float), lr=lr, weight_decay=weight_decay)
+
+
+# --------------------------------------------------------------------------- a modelled scale-invariant weight (Eq. 8, 9)
+@dataclass
+class NormDynamics:
+    """Norm dynamics of a scale-invariant weight W with modelled update sizes (see :func:`orthogonal_norm_dynamics`).
+
+    steps: [N + 1] step indices n. discrete, eq8: [N + 1] ||W_n||^2 from the exact AdamW recursion and from
+    Eq. 8. effective_lr: [N] eta / ||W_n|| (discrete), the step size with which the direction W/||W||
+    follows u_W (Eq. 9). angular_update: [N] eta ||u_n|| / ||W_n|| (radians per step, to first order).
+    equilibrium: [N] Eq. 8's fixed point eta ||u_n||^2 / (2 lam) for the current update size (inf when
+    lam = 0). equilibrium_angular_update: sqrt(2 lam eta), the angular update at that fixed point
+    (0 when lam = 0). lr, weight_decay: eta and lam.
+    """
+
+    steps: np.ndarray
+    discrete: np.ndarray
+    eq8: np.ndarray
+    effective_lr: np.ndarray
+    angular_update: np.ndarray
+    equilibrium: np.ndarray
+    equilibrium_angular_update: float
+    lr: float
+    weight_decay: float
+
+
+def orthogonal_norm_dynamics(phi0: float, u_sq, *, lr: float, weight_decay: float = 0.0) -> NormDynamics:
+    r"""||W_n||^2 of a scale-invariant weight under AdamW when every update is orthogonal to W (Eq. 8, 9).
+
+    The model: W_{n+1} = (1 - eta lam) W_n - eta u_n with <W_n, u_n> = 0 (Eq. 6 carried over to
+    u_W, App. J) and ||u_n||^2 = ``u_sq[n]`` given (e.g. N rho^2 for N entries of typical size rho).
+
+    - ``discrete``: the exact recursion ||W_{n+1}||^2 = (1 - eta lam)^2 ||W_n||^2 + eta^2 ||u_n||^2.
+    - ``eq8``: Eq. 8, phi' = -2 lam phi + eta ||u(t)||^2 (t = n eta, p = 1), solved exactly with
+      ||u||^2 held at ``u_sq[n]`` over step n:
+      phi_{n+1} = e^{-2 lam eta} phi_n + eta ||u_n||^2 (1 - e^{-2 lam eta}) / (2 lam)  (eta^2 ||u_n||^2 at lam = 0).
+      For constant ||u||^2 = U: phi(t) = phi0 e^{-2 lam t} + eta U (1 - e^{-2 lam t}) / (2 lam), which tends
+      to eta U / (2 lam); the discrete fixed point is eta U / (lam (2 - eta lam)).
+
+    phi0: ||W_0||^2 > 0. u_sq: [N] squared update norms (>= 0, finite, N >= 1). lr: eta > 0.
+    weight_decay: lam >= 0 (decoupled, per unit of t, as in Eq. 4), with eta lam < 1.
+    Returns a :class:`NormDynamics`.
+    """
+    phi0 = _check_positive("phi0", phi0, "> 0 (the squared norm ||W_0||^2)")
+    lr = _check_positive("lr", lr)
+    lam = _check_real("weight_decay", weight_decay, ">= 0")
+    if not (0.0 <= lam < math.inf) or lam * lr >= 1.0:
+        raise ValueError(f"weight_decay must be >= 0, finite and below 1/lr = {1.0 / lr:g} (so that 1 - lr*weight_decay > 0); "
+                         f"got {weight_decay!r}")
+    try:
+        u = np.asarray(u_sq, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"u_sq must be a 1-D sequence of squared update norms; got {u_sq!r}") from err
+    if u.ndim != 1 or u.size == 0:
+        raise ValueError(f"u_sq must be a 1-D sequence with at least one step; got shape {u.shape}")
+    if not np.all(np.isfinite(u)) or np.any(u < 0):
+        raise ValueError("u_sq must hold finite values >= 0 (squared norms ||u_n||^2)")
+
+    shrink = (1.0 - lr * lam) ** 2  # the discrete recursion's decay per step
+    decay = math.exp(-2.0 * lam * lr)  # Eq. 8's decay over one step, t: n eta -> (n + 1) eta
+    gain = lr * -math.expm1(-2.0 * lam * lr) / (2.0 * lam) if lam > 0 else lr * lr
+    discrete, eq8 = np.empty(u.size + 1), np.empty(u.size + 1)
+    d = e = phi0
+    discrete[0] = eq8[0] = phi0
+    for n, un in enumerate(u.tolist()):  # plain floats: a scalar recursion, fast enough for 1e5+ steps
+        d = shrink * d + lr * lr * un
+        e = decay * e + gain * un
+        discrete[n + 1], eq8[n + 1] = d, e
+    norm = np.sqrt(discrete[:-1])
+    equilibrium = lr * u / (2.0 * lam) if lam > 0 else np.full(u.size, math.inf)
+    return NormDynamics(
+        steps=np.arange(u.size + 1),
+        discrete=discrete,
+        eq8=eq8,
+        effective_lr=lr / norm,
+        angular_update=lr * np.sqrt(u) / norm,
+        equilibrium=equilibrium,
+        equilibrium_angular_update=math.sqrt(2.0 * lam * lr),
+        lr=lr,
+        weight_decay=lam,
+    )
