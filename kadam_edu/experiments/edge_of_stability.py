@@ -1,0 +1,161 @@
+r"""Beyond the paper: Adam at the edge of stability on the char GPT (Chapter 6).
+
+Train the char GPT with Adam (KAdam, k = 1, eps = 1e-30) at a few constant learning rates and,
+every ``measure_every`` steps, measure the preconditioned sharpness lambda_max(P^{-1} H) on one
+FIXED batch (:func:`kadam_edu.sharpness.preconditioned_sharpness`, Lanczos), to compare with
+Adam's stability threshold (2 + 2 gamma) / ((1 - gamma) eta) (Cohen et al. 2022;
+:func:`kadam_edu.sharpness.adam_stability_threshold`).
+
+``full-batch`` runs train on that same fixed batch (deterministic training, the setting of the
+theory); the ``minibatch`` run trains on random batches of the same size and is measured on the
+fixed batch. :func:`eos` returns a :class:`Result` with one point per run; ``kadam_edu.plots.eos``
+draws it. Not registered in ``experiments.FIGURES`` (that registry holds the paper's figures).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from kadam_edu.data import get_batch
+from kadam_edu.experiments.common import CharTask, settings_for
+from kadam_edu.experiments.result import Result, parse_shard, provenance
+from kadam_edu.models import GPT
+from kadam_edu.optim import KAdam
+from kadam_edu.scale import pick_device, seed_everything
+from kadam_edu.sharpness import adam_stability_threshold, preconditioned_sharpness
+from kadam_edu.train import _progress_default, train
+
+__all__ = ["eos", "EOS", "eos_summary"]
+
+#: lrs: the full-batch runs; minibatch_lrs: runs on random batches (measured on the fixed batch).
+#: tail: the last fraction of the measurements summarised; arrive: the ratio S / threshold that
+#: counts as having reached the edge. Dropout is off: a random loss has no Hessian. On the cpu
+#: model the top eigenvalue is well separated: Lanczos agrees to ~1e-5 (relative) after 10 steps.
+EOS = {
+    "paper": dict(model="paper", model_overrides={"dropout": 0.0}, batch_size=64, lrs=[1e-4, 3e-4, 1e-3],
+                  minibatch_lrs=[3e-4], beta=0.999, gamma=0.9, steps=1000, measure_every=50, lanczos_iters=20,
+                  tail=0.5, arrive=0.9),
+    "cpu": dict(model="cpu", model_overrides={"dropout": 0.0}, batch_size=32, lrs=[3e-4, 1e-3, 3e-3],
+                minibatch_lrs=[1e-3], beta=0.999, gamma=0.9, steps=400, measure_every=20, lanczos_iters=12,
+                tail=0.5, arrive=0.9),
+    "smoke": dict(model="smoke", model_overrides={"dropout": 0.0}, batch_size=8, lrs=[1e-3, 1e-2],
+                  minibatch_lrs=[1e-2], beta=0.999, gamma=0.9, steps=30, measure_every=10, lanczos_iters=6,
+                  tail=0.5, arrive=0.9),
+}
+
+
+def _check_config(config: dict) -> None:
+    for key in ("lrs", "minibatch_lrs"):
+        lrs = config[key]
+        if not isinstance(lrs, (list, tuple)) or not all(isinstance(x, (int, float)) and x > 0 for x in lrs):
+            raise ValueError(f"{key} must be a list of learning rates > 0; got {lrs!r}")
+    if not config["lrs"] and not config["minibatch_lrs"]:
+        raise ValueError("need at least one run: lrs and minibatch_lrs are both empty")
+    for key in ("steps", "measure_every", "lanczos_iters", "batch_size"):
+        v = config[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{key} must be a positive int; got {v!r}")
+    if config["measure_every"] > config["steps"]:
+        raise ValueError(f"measure_every ({config['measure_every']}) must be <= steps ({config['steps']})")
+    if not 0 < config["tail"] <= 1:
+        raise ValueError(f"tail must be in (0, 1]; got {config['tail']!r}")
+    if not config["arrive"] > 0:
+        raise ValueError(f"arrive must be > 0; got {config['arrive']!r}")
+
+
+def eos_summary(steps: np.ndarray, ratio: np.ndarray, *, tail: float, arrive: float) -> dict:
+    """Numbers for one run from its measured S / threshold: median, min and max over the last
+    ``tail`` fraction of measurements, the overall max, and the first step with ratio >= ``arrive``."""
+    steps, ratio = np.asarray(steps), np.asarray(ratio, dtype=float)
+    if len(ratio) == 0:
+        return {"ratio_tail_median": None, "ratio_tail_min": None, "ratio_tail_max": None,
+                "ratio_max": None, "arrival_step": None}
+    last = ratio[-max(1, int(round(tail * len(ratio)))):]
+    hit = np.flatnonzero(ratio >= arrive)
+    return {
+        "ratio_tail_median": float(np.median(last)),
+        "ratio_tail_min": float(last.min()),
+        "ratio_tail_max": float(last.max()),
+        "ratio_max": float(ratio.max()),
+        "arrival_step": int(steps[hit[0]]) if len(hit) else None,
+    }
+
+
+def eos(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides) -> Result:
+    """Preconditioned sharpness of Adam against the threshold 38/eta on the char GPT.
+
+    One point per run (``lrs`` full-batch, then ``minibatch_lrs``), each with ``lr``, ``mode``,
+    ``threshold``, the :func:`eos_summary` numbers and ``final_loss``; arrays ``steps`` and
+    ``sharpness`` [M] (measurements), ``fixed_loss`` [M] (loss on the fixed batch there) and
+    ``loss`` [steps] (training loss per step). All runs start from the same initialisation.
+    ``shard`` ("I/N") runs every N-th point, as in the paper's sweeps.
+    """
+    scale, config = settings_for(EOS, scale, overrides)
+    _check_config(config)
+    shard = parse_shard(shard)
+    device = pick_device(device)
+    task = CharTask(config, device)
+    fixed = get_batch(task.corpus.train, block_size=task.gpt.block_size, batch_size=config["batch_size"],
+                      generator=torch.Generator().manual_seed(seed + 7919), device=device)
+
+    def fixed_loss(model):
+        return model(*fixed)[1]
+
+    runs = [(lr, "full-batch") for lr in config["lrs"]] + [(lr, "minibatch") for lr in config["minibatch_lrs"]]
+    gamma, beta = float(config["gamma"]), float(config["beta"])
+    every, steps = config["measure_every"], config["steps"]
+    show = _progress_default() if progress is None else progress
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        mine = [i for i in range(len(runs)) if shard is None or i % shard[1] == shard[0]]
+        bar = tqdm(total=steps * len(mine), desc="eos", leave=False)
+    points, arrays = [], {}
+    for i, (lr, mode) in enumerate(runs):
+        if shard is not None and i % shard[1] != shard[0]:
+            continue
+        gen = seed_everything(seed)  # the same initialisation for every run
+        model = GPT(task.gpt).to(device)
+        opt = KAdam(model.parameters(), lr=lr, betas=(gamma, beta))
+        batches = (lambda n: fixed) if mode == "full-batch" else task.batch_fn(gen)
+        threshold = adam_stability_threshold(lr, gamma)
+        losses, m_steps, sharp, f_loss = [], [], [], []
+        diverged_at, start, lanczos_gen = None, time.perf_counter(), torch.Generator().manual_seed(seed + 1)
+        done = 0
+        while done < steps:
+            chunk = min(every, steps - done)
+            rec = train(model, opt, batches, lambda m, b: m(*b)[1], steps=chunk, progress=False)
+            losses.extend(rec.loss.tolist())
+            if bar is not None:
+                bar.update(rec.steps_done)
+            if rec.diverged_at is not None:
+                diverged_at = done + rec.diverged_at
+                break
+            done += chunk
+            model.eval()
+            s = preconditioned_sharpness(model, fixed_loss, opt, iters=config["lanczos_iters"], generator=lanczos_gen)
+            with torch.no_grad():
+                f_loss.append(float(fixed_loss(model)))
+            model.train()
+            m_steps.append(done)
+            sharp.append(s)
+        m_steps, sharp = np.asarray(m_steps, dtype=int), np.asarray(sharp, dtype=float)
+        summary = {"index": i, "lr": float(lr), "mode": mode, "gamma": gamma, "beta": beta,
+                   "threshold": float(threshold), "diverged_at": diverged_at,
+                   "final_loss": float(f_loss[-1]) if f_loss else None,
+                   "seconds": round(time.perf_counter() - start, 2)}
+        summary.update(eos_summary(m_steps, sharp / threshold, tail=config["tail"], arrive=config["arrive"]))
+        points.append(summary)
+        arrays.update({f"p{i}/steps": m_steps, f"p{i}/sharpness": sharp,
+                       f"p{i}/fixed_loss": np.asarray(f_loss, dtype=float),
+                       f"p{i}/loss": np.asarray(losses, dtype=float)})
+    if bar is not None:
+        bar.close()
+    data = {"points": points, "threshold_formula": "(2 + 2 gamma) / ((1 - gamma) lr)",
+            "measured_on": f"one fixed batch of {config['batch_size']} x {task.gpt.block_size} tokens"}
+    return Result(figure="eos", scale=scale, config=config, data=data, arrays=arrays,
+                  provenance=provenance(scale=scale, device=device, seed=seed, shard=shard))

@@ -1,0 +1,346 @@
+r"""Beyond the paper: gradient noise and batch size (Chapter 5).
+
+Three experiments, each returning a :class:`Result` that ``kadam_edu.plots.plot`` draws:
+
+* :func:`sde_vs_discrete` ("noise_sde"): the Adam and RMSprop SDEs of :mod:`kadam_edu.sde`
+  against discrete Adam / RMSprop with injected Gaussian noise on a noisy quadratic, at a few
+  learning rates with the SDE constants (c1, c2, sigma0, eps0) held fixed. Each discrete run shares
+  the SDE's Brownian path (common random numbers), so the measured differences are the
+  approximation error rather than Monte-Carlo noise. Reports E[L] and Var[L] over ``paths`` runs
+  and their relative errors.
+* :func:`batch_scaling` ("noise_batch_scaling"): the char GPT trained at batch sizes kappa*B under
+  the square-root rule and under the linear rule (:mod:`kadam_edu.scaling`), the same number of
+  samples each; validation loss against samples seen and a curve-mismatch number per rule.
+* :func:`scaling_stability` ("noise_stability"): a point of B+ moved by the square-root rule;
+  the max-update measured (fitted slope of log ||u_n||_inf) on the char GPT and on a linear
+  model with a block of features that switches off, against the continuous (|C|/2) and the
+  exact discrete (ln gamma - ln(beta)/2) growth rates.
+
+Not registered in ``experiments.FIGURES`` (that registry holds the paper's figures); call the
+functions directly. Each takes ``scale`` ("smoke", "cpu", "paper" or "auto"), ``seed``,
+``device`` (the char-GPT runs), ``progress`` and keyword overrides of its preset.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from kadam_edu import bounds, scaling, sde
+from kadam_edu.data import get_batch, load_shakespeare
+from kadam_edu.experiments.common import settings_for
+from kadam_edu.experiments.result import Result, provenance
+from kadam_edu.models import GPT, gpt_config
+from kadam_edu.optim import KAdam
+from kadam_edu.scale import pick_device, seed_everything
+from kadam_edu.train import train
+
+__all__ = ["SDE", "BATCH", "STABILITY", "sde_vs_discrete", "batch_scaling", "scaling_stability",
+           "fitted_log_slope", "curve_mismatch"]
+
+# --------------------------------------------------------------------------- SDE vs discrete
+
+#: The noisy quadratic and the SDE constants held fixed while lr shrinks. lrs: decreasing, each
+#: lr^2 a whole multiple of dt = min(lrs)^2 / sde_refine; record_dt: a multiple of max(lrs)^2.
+#: With c1 = 10, c2 = 1, lr = 0.1 is gamma = 0.9, beta = 0.99 (sigma = sigma0 / lr = 10).
+SDE = {
+    "paper": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
+                  eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05, 0.025, 0.0125], sde_refine=2,
+                  paths=16384),
+    "cpu": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
+                eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05, 0.025], sde_refine=2, paths=4096),
+    "smoke": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
+                  eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05], sde_refine=2, paths=256),
+}
+
+
+def _whole(name: str, ratio: float) -> int:
+    k = round(ratio)
+    if k < 1 or abs(ratio - k) > 1e-9 * max(1.0, ratio):
+        raise ValueError(f"{name} must be a whole number >= 1; got {ratio!r} (adjust horizon, record_dt or lrs)")
+    return int(k)
+
+
+def sde_vs_discrete(scale="auto", *, seed=0, device=None, progress=None, **overrides) -> Result:
+    """E[L] and Var[L] of the Adam / RMSprop SDEs against the discrete algorithms at each lr.
+
+    Per algorithm ("adam", "rmsprop") the result holds ``{alg}/sde_mean``, ``{alg}/sde_var`` [R]
+    and ``{alg}/lr{i}_mean``, ``{alg}/lr{i}_var`` [R] at ``times`` [R]; ``data["errors"][alg]`` lists,
+    per lr, the relative errors of mean and variance (max over t > 0 and at t = horizon);
+    ``data["order"][alg]``: the fitted slope of log(max error) against log(lr).
+    ``device`` is ignored (these runs are small and use the CPU in float64).
+    """
+    scale, config = settings_for(SDE, scale, overrides)
+    lrs = [float(x) for x in config["lrs"]]
+    if len(lrs) < 1 or any(x <= 0 for x in lrs):
+        raise ValueError(f"lrs must be a non-empty list of learning rates > 0; got {config['lrs']!r}")
+    problem = sde.NoisyQuadratic(config["curvature"], config["noise_var"])
+    consts = {k: float(config[k]) for k in ("c1", "c2", "sigma0", "eps0")}
+    dt = min(lrs) ** 2 / _whole("sde_refine", config["sde_refine"])
+    horizon, record_dt = float(config["horizon"]), float(config["record_dt"])
+    sde_steps, sde_every = _whole("horizon / dt", horizon / dt), _whole("record_dt / dt", record_dt / dt)
+    common = dict(paths=int(config["paths"]), seed=seed)
+    arrays, errors, order, seconds = {}, {}, {}, {}
+    for alg in ("adam", "rmsprop"):
+        t0 = time.perf_counter()
+        if alg == "adam":
+            ref = sde.adam_sde(problem, config["theta0"], **consts, dt=dt, steps=sde_steps, record_every=sde_every, **common)
+        else:
+            ref = sde.rmsprop_sde(problem, config["theta0"], c2=consts["c2"], sigma0=consts["sigma0"], eps0=consts["eps0"],
+                                  dt=dt, steps=sde_steps, record_every=sde_every, **common)
+        arrays[f"{alg}/sde_mean"], arrays[f"{alg}/sde_var"] = ref.mean_loss, ref.var_loss
+        arrays["times"] = ref.times
+        errors[alg] = []
+        for i, lr in enumerate(lrs):
+            hp = sde.discrete_hyperparameters(lr=lr, **consts)
+            if alg == "rmsprop":
+                hp["gamma"] = 0.0
+            run = sde.discrete_adam(problem, config["theta0"], lr=lr, **hp, steps=_whole("horizon / lr^2", horizon / lr**2),
+                                    record_every=_whole("record_dt / lr^2", record_dt / lr**2),
+                                    substeps=sde.substeps_for(lr, dt), **common)
+            err = sde.moment_errors(ref, run)
+            arrays[f"{alg}/lr{i}_mean"], arrays[f"{alg}/lr{i}_var"] = run.mean_loss, run.var_loss
+            errors[alg].append({"lr": lr, "beta": hp["beta"], "gamma": hp["gamma"], "sigma": hp["sigma"],
+                                "max_rel_err_mean": err["max_mean"], "max_rel_err_var": err["max_var"],
+                                "final_rel_err_mean": float(err["mean"][-1]), "final_rel_err_var": float(err["var"][-1])})
+        seconds[alg] = round(time.perf_counter() - t0, 2)
+        if len(lrs) >= 2:
+            x = np.log(lrs)
+            order[alg] = {k: float(np.polyfit(x, np.log([e[f"max_rel_err_{k}"] for e in errors[alg]]), 1)[0])
+                          for k in ("mean", "var")}
+    data = {"errors": errors, "order": order, "dt": dt, "seconds": seconds,
+            "stationary_rmsprop_mean": float(consts["sigma0"] * problem.noise_var.sqrt().sum() / 4)}
+    return Result(figure="noise_sde", scale=scale, config=config, data=data, arrays=arrays,
+                  provenance=provenance(scale=scale, device=torch.device("cpu"), seed=seed))
+
+
+# --------------------------------------------------------------------------- batch-size scaling
+
+#: base: Adam at batch base_batch with lr, (beta, gamma) (paper's notation) and eps; each kappa
+#: runs samples / (kappa base_batch) steps. Validation loss on eval_batches fixed batches of
+#: eval_batch_size, at `evals` equally spaced sample counts. floor_seed: a second kappa = 1 run
+#: with another seed, whose mismatch with the first is the seed-to-seed floor.
+BATCH = {
+    "paper": dict(model="paper", model_overrides={"dropout": 0.0}, base_batch=16, samples=64_000, lr=2e-3, beta=0.999,
+                  gamma=0.95, eps=1e-8, kappas=[1, 2, 4, 8], evals=10, eval_batches=20, eval_batch_size=64, floor_seed=1),
+    "cpu": dict(model="cpu", model_overrides={}, base_batch=4, samples=12_800, lr=2e-3, beta=0.999, gamma=0.95,
+                eps=1e-8, kappas=[1, 2, 4], evals=8, eval_batches=8, eval_batch_size=32, floor_seed=1),
+    "smoke": dict(model="smoke", model_overrides={}, base_batch=2, samples=384, lr=2e-3, beta=0.999, gamma=0.95,
+                  eps=1e-8, kappas=[1, 2, 4], evals=4, eval_batches=2, eval_batch_size=8, floor_seed=1),
+}
+
+RULES = {"sqrt": scaling.square_root_rule, "linear": scaling.linear_rule}
+
+
+def curve_mismatch(reference: np.ndarray, other: np.ndarray) -> float:
+    """Mean absolute difference of two loss curves sampled at the same sample counts (nats).
+
+    A NaN entry (a run that diverged before that point) makes the mismatch +inf.
+    """
+    reference, other = np.asarray(reference, float), np.asarray(other, float)
+    if reference.shape != other.shape or reference.ndim != 1 or len(reference) == 0:
+        raise ValueError(f"curves must be 1-D and of equal length; got {reference.shape} and {other.shape}")
+    diff = np.abs(other - reference)
+    return float(np.mean(diff)) if np.all(np.isfinite(diff)) else math.inf
+
+
+def _char_run(corpus, gpt, *, batch, steps, lr, beta, gamma, eps, seed, device, eval_fn=None, eval_every=0,
+              progress=None, desc=None):
+    gen = seed_everything(seed)
+    model = GPT(gpt).to(device)
+    opt = KAdam(model.parameters(), lr=lr, betas=(gamma, beta), eps=eps)
+
+    def batch_fn(n):
+        return get_batch(corpus.train, block_size=gpt.block_size, batch_size=batch, generator=gen, device=device)
+
+    return train(model, opt, batch_fn, lambda m, b: m(*b)[1], steps=steps, eval_fn=eval_fn, eval_every=eval_every,
+                 progress=progress, desc=desc)
+
+
+def batch_scaling(scale="auto", *, seed=0, device=None, progress=None, **overrides) -> Result:
+    """Validation loss against samples seen at batch kappa*B, square-root rule against linear rule.
+
+    Points: one per (rule, kappa) with the hyperparameters used and ``mismatch`` (mean absolute
+    loss difference from the kappa = 1 run at the same sample counts); kappa = 1 is the same run
+    for both rules. ``data["mismatch"][rule]``: the mean over kappa > 1; ``data["floor"]``: the
+    mismatch between two kappa = 1 runs with different seeds. Arrays ``{rule}/k{kappa}/samples``,
+    ``.../eval_loss`` and ``floor/eval_loss``.
+    """
+    scale, config = settings_for(BATCH, scale, overrides)
+    device = pick_device(device)
+    kappas = [int(k) for k in config["kappas"]]
+    if not kappas or kappas[0] != 1 or any(k < 1 for k in kappas):
+        raise ValueError(f"kappas must be ints >= 1 starting with 1 (the base batch); got {config['kappas']!r}")
+    corpus = load_shakespeare()
+    gpt = gpt_config(config["model"], **config.get("model_overrides", {}))
+    base_batch, samples, evals = int(config["base_batch"]), int(config["samples"]), int(config["evals"])
+    for k in kappas:
+        if samples % (base_batch * k * evals):
+            raise ValueError(f"samples ({samples}) must be a multiple of base_batch * kappa * evals "
+                             f"({base_batch} * {k} * {evals}) so every run is evaluated at the same sample counts")
+
+    def evaluate(model):  # the same validation batches every time, for every run
+        g = torch.Generator().manual_seed(10_000 + seed)
+        losses = [float(model(*get_batch(corpus.val, block_size=gpt.block_size, batch_size=config["eval_batch_size"],
+                                         generator=g, device=device))[1]) for _ in range(config["eval_batches"])]
+        return float(np.mean(losses))
+
+    base = dict(lr=config["lr"], beta=config["beta"], gamma=config["gamma"], eps=config["eps"])
+    runs, arrays, points = {}, {}, []
+
+    def run(kappa, hp, run_seed, desc):
+        batch = base_batch * kappa
+        steps = scaling.scaled_steps(samples // base_batch, kappa)
+        rec = _char_run(corpus, gpt, batch=batch, steps=steps, **hp, seed=run_seed, device=device, eval_fn=evaluate,
+                        eval_every=steps // evals, progress=progress, desc=desc)
+        loss = np.full(evals, np.nan)  # a diverged run stops early: its missing points stay NaN
+        at = rec.eval_steps // (steps // evals) - 1
+        ok = (rec.eval_steps % (steps // evals) == 0) & (at >= 0) & (at < evals)
+        loss[at[ok]] = rec.eval_loss[ok]
+        return rec, loss, batch * (steps // evals) * np.arange(1, evals + 1)
+
+    for rule, fn in RULES.items():
+        for kappa in kappas:
+            hp = fn(kappa, **base)
+            if kappa == 1 and "sqrt" in runs.get(1, {}):
+                rec, loss, seen = runs[1]["sqrt"]
+            else:
+                rec, loss, seen = run(kappa, hp, seed, f"{rule} rule, kappa={kappa}")
+            runs.setdefault(kappa, {})[rule] = (rec, loss, seen)
+            arrays[f"{rule}/k{kappa}/samples"] = seen
+            arrays[f"{rule}/k{kappa}/eval_loss"] = loss
+            points.append({"rule": rule, "kappa": kappa, "batch": base_batch * kappa, "steps": len(rec.loss),
+                           **{k: float(v) for k, v in hp.items()}, "final_eval_loss": float(loss[-1]),
+                           "diverged_at": rec.diverged_at, "seconds": round(rec.seconds, 2)})
+    ref = runs[1]["sqrt"][1]
+    for p in points:
+        p["mismatch"] = curve_mismatch(ref, runs[p["kappa"]][p["rule"]][1]) if p["kappa"] > 1 else 0.0
+    mismatch = {rule: float(np.mean([p["mismatch"] for p in points if p["rule"] == rule and p["kappa"] > 1]))
+                for rule in RULES} if len(kappas) > 1 else {}
+    data = {"points": points, "mismatch": mismatch, "samples": samples, "base": base, "base_batch": base_batch}
+    if config.get("floor_seed") is not None:
+        _, loss, seen = run(1, RULES["sqrt"](1, **base), int(config["floor_seed"]), "kappa=1, second seed")
+        arrays["floor/samples"], arrays["floor/eval_loss"] = seen, loss
+        data["floor"] = curve_mismatch(ref, loss)
+    return Result(figure="noise_batch_scaling", scale=scale, config=config, data=data, arrays=arrays,
+                  provenance=provenance(scale=scale, device=device, seed=seed))
+
+
+# --------------------------------------------------------------------------- stability under the rule
+
+#: base: a point of B+ with gamma > beta (kappa_c = 6.67, kappa_d = 11.1, kappa_limit = 20).
+#: gpt: the char GPT at batch base_batch*kappa, lr*sqrt(kappa), `steps` steps per kappa (KAdam's
+#: eps = 1e-30, as in fig1). toy: linear regression, `dim` always-on features and `dim` features
+#: that are zero from step `off_at` on (a pattern that leaves the data), eps = 0, float64.
+#: The slope of log ||u_n||_inf is fitted by least squares over the last `fit_fraction` of the run.
+STABILITY = {
+    "paper": dict(beta=0.95, gamma=0.97, lr=1e-3, gpt_model="paper", gpt_base_batch=4, gpt_steps=600,
+                  gpt_kappas=[1, 4, 8, 12, 16], toy_kappas=[1, 2, 4, 6, 8, 10, 12, 14, 16], toy_dim=8, toy_base_batch=4,
+                  toy_steps=300, toy_off_at=100, fit_fraction=0.5),
+    "cpu": dict(beta=0.95, gamma=0.97, lr=1e-3, gpt_model="cpu", gpt_base_batch=2, gpt_steps=300,
+                gpt_kappas=[1, 4, 8, 12, 16], toy_kappas=[1, 2, 4, 6, 8, 10, 12, 14, 16], toy_dim=8, toy_base_batch=4,
+                toy_steps=300, toy_off_at=100, fit_fraction=0.5),
+    "smoke": dict(beta=0.95, gamma=0.97, lr=1e-3, gpt_model="smoke", gpt_base_batch=2, gpt_steps=40,
+                  gpt_kappas=[1, 16], toy_kappas=[1, 8, 16], toy_dim=8, toy_base_batch=4, toy_steps=200,
+                  toy_off_at=60, fit_fraction=0.5),
+}
+
+
+def fitted_log_slope(values, start: int) -> float | None:
+    """Least-squares slope of log(values[n]) against n over n >= start (finite, positive values only).
+
+    None when fewer than 3 such values remain.
+    """
+    values = np.asarray(values, dtype=float)
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
+        raise ValueError(f"start must be an int >= 0; got {start!r}")
+    n = np.arange(len(values))
+    with np.errstate(invalid="ignore"):
+        keep = (n >= start) & np.isfinite(values) & (values > 0)
+    if keep.sum() < 3:
+        return None
+    return float(np.polyfit(n[keep], np.log(values[keep]), 1)[0])
+
+
+def _toy_run(*, kappa, hp, dim, base_batch, steps, off_at, seed):
+    """Linear regression y = w*.x + noise with KAdam (float64, eps as given); features dim..2dim-1 are 0 from off_at."""
+    gen = torch.Generator().manual_seed(seed)
+    w_star = torch.randn(2 * dim, dtype=torch.float64, generator=gen)
+    w = torch.zeros(2 * dim, dtype=torch.float64, requires_grad=True)
+    opt = KAdam([w], lr=hp["lr"], betas=(hp["gamma"], hp["beta"]), eps=hp["eps"])
+    batch = int(round(base_batch * kappa))
+    max_update, loss_log = np.full(steps, np.nan), np.full(steps, np.nan)
+    for n in range(steps):
+        x = torch.randn(batch, 2 * dim, dtype=torch.float64, generator=gen)
+        if n >= off_at:
+            x[:, dim:] = 0.0
+        y = x @ w_star + 0.1 * torch.randn(batch, dtype=torch.float64, generator=gen)
+        loss = 0.5 * ((x @ w - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        mu = opt.last_max_update
+        if not math.isfinite(mu):
+            break
+        max_update[n], loss_log[n] = mu, float(loss.detach())
+    return max_update, loss_log
+
+
+def scaling_stability(scale="auto", *, seed=0, device=None, progress=None, **overrides) -> Result:
+    """The square-root rule applied to a B+ point: max-update growth measured against both predictions.
+
+    Points: one per (model, kappa) with the scaled (beta, gamma), C, the predicted slopes
+    ``predicted_slope_continuous`` = max(0, -C)/2 and ``predicted_slope_discrete`` =
+    max(0, ln gamma - ln(beta)/2), and ``measured_slope`` (fitted, :func:`fitted_log_slope`, over the
+    last ``fit_fraction`` of the run; for the toy from ``toy_off_at`` + 20 on if later).
+    ``data``: kappa_c (:func:`kadam_edu.scaling.crossing_kappa`), kappa_d, kappa_limit.
+    Arrays ``{model}/k{kappa}/max_update``.
+    """
+    scale, config = settings_for(STABILITY, scale, overrides)
+    device = pick_device(device)
+    beta, gamma = float(config["beta"]), float(config["gamma"])
+    if bounds.region(beta, gamma) != "B+":
+        raise ValueError(f"the base point must lie in B+; (beta, gamma) = ({beta}, {gamma}) is in {bounds.region(beta, gamma)}")
+    data = {"base": [beta, gamma], "C": float(bounds.stability_constant(beta, gamma)),
+            "kappa_c": scaling.crossing_kappa(beta=beta, gamma=gamma),
+            "kappa_d": scaling.discrete_crossing_kappa(beta=beta, gamma=gamma),
+            "kappa_limit": scaling.kappa_limit(beta=beta, gamma=gamma)}
+    points, arrays = [], {}
+
+    def summary(model, kappa, hp, mu, start, seconds):
+        b, g = hp["beta"], hp["gamma"]
+        return {"model": model, "kappa": float(kappa), "beta": b, "gamma": g, "lr": hp["lr"],
+                "C": float(bounds.stability_constant(b, g)), "region": bounds.region(b, g),
+                "predicted_slope_continuous": float(bounds.growth_rate(b, g)),
+                "predicted_slope_discrete": float(bounds.discrete_growth_rate(b, g)),
+                "measured_slope": fitted_log_slope(mu, start), "fit_from": int(start),
+                "final_max_update": float(mu[np.isfinite(mu)][-1]) if np.isfinite(mu).any() else None,
+                "seconds": round(seconds, 2)}
+
+    corpus = load_shakespeare()
+    gpt = gpt_config(config["gpt_model"], dropout=0.0)
+    steps = int(config["gpt_steps"])
+    start = int(round(steps * (1 - config["fit_fraction"])))
+    for kappa in config["gpt_kappas"]:
+        hp = scaling.square_root_rule(kappa, lr=config["lr"], beta=beta, gamma=gamma, eps=1e-30)
+        rec = _char_run(corpus, gpt, batch=int(round(config["gpt_base_batch"] * kappa)), steps=steps, **hp, seed=seed,
+                        device=device, progress=progress, desc=f"char GPT, kappa={kappa}")
+        mu = np.full(steps, np.nan)
+        mu[:len(rec.max_update)] = rec.max_update
+        arrays[f"gpt/k{kappa:g}/max_update"] = mu
+        points.append(summary("gpt", kappa, hp, mu, start, rec.seconds))
+    toy_steps, off_at = int(config["toy_steps"]), int(config["toy_off_at"])
+    toy_start = max(int(round(toy_steps * (1 - config["fit_fraction"]))), off_at + 20)
+    for kappa in config["toy_kappas"]:
+        hp = scaling.square_root_rule(kappa, lr=config["lr"], beta=beta, gamma=gamma, eps=0.0)
+        t0 = time.perf_counter()
+        mu, _ = _toy_run(kappa=kappa, hp=hp, dim=int(config["toy_dim"]), base_batch=config["toy_base_batch"],
+                         steps=toy_steps, off_at=off_at, seed=seed)
+        arrays[f"toy/k{kappa:g}/max_update"] = mu
+        points.append(summary("toy", kappa, hp, mu, toy_start, time.perf_counter() - t0))
+    data["points"] = points
+    return Result(figure="noise_stability", scale=scale, config=config, data=data, arrays=arrays,
+                  provenance=provenance(scale=scale, device=device, seed=seed))
