@@ -10,10 +10,11 @@ from kadam_edu.optim import KAdam, Level, kadam_levels
 from kadam_edu import bounds, continuous, data, models, scale, train
 
 __all__ = ["KAdam", "Level", "kadam_levels", "bounds", "continuous", "data", "models", "scale", "train",
-           "experiments", "plots"]
+           "assignments", "ema", "experiments", "levels", "plots", "scaling", "sde", "sharpness", "widgets"]
 __version__ = "0.1.0"
 
-_LAZY = {"experiments", "plots"}  # these pull in matplotlib and the experiment modules
+# Imported on first use: these pull in matplotlib, ipywidgets, torch.func or the experiment modules.
+_LAZY = {"assignments", "ema", "experiments", "levels", "plots", "scaling", "sde", "sharpness", "widgets"}
 
 
 def __getattr__(name):
