@@ -38,7 +38,8 @@ def region_map(ax, betas=None, gammas=None, cs=None, *, lo=(0.0, 0.0), hi=(1.0, 
     ax.contour(B, G, C, levels=[0.0], colors="k", linewidths=1.0)
     ax.plot(b, np.sqrt(b), color="k", ls=":", lw=1.0, label=r"$\gamma^2=\beta$ (discrete)")
     if betas is not None:
-        sc = ax.scatter(betas, gammas, c=cs, cmap=_CMAP, norm=_c_norm(cs), s=18, zorder=3, label=label)
+        sc = ax.scatter(betas, gammas, c=cs, cmap=_CMAP, norm=_c_norm(cs), s=18, zorder=3, label=label,
+                        edgecolors="0.3", linewidths=0.4)  # pale points near C = 0 stay visible
         ax.figure.colorbar(sc, ax=ax, label=r"$C(\beta,\gamma)$")
     ax.set(xlabel=r"$\beta$ (second moment)", ylabel=r"$\gamma$ (first moment)",
            xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
@@ -93,7 +94,8 @@ def fig1(result) -> Figure:
     b.plot(dense_c, bounds.discrete_growth_rate(dense_b, dense_g), "-", color="C2",
            label=r"discrete: $\ln\gamma-\frac{1}{2}\ln\beta$")
     b.plot(dense_c, bounds.growth_rate(dense_b, dense_g), "--", color="k", label=r"paper: $|C|/2$")
-    b.scatter(cs, measured, c=cs, cmap=_CMAP, norm=_c_norm(cs), zorder=3, label="measured")
+    b.scatter(cs, measured, c=cs, cmap=_CMAP, norm=_c_norm(cs), zorder=3, label="measured",
+              edgecolors="0.3", linewidths=0.4)
     n0 = pts[0].get("slope_at")
     b.set(xlabel=r"$C(\beta,\gamma)$", ylabel=rf"slope of $\log\|u_n\|_\infty$ at n={n0}", title="(b) growth rate")
     b.legend(fontsize=8)
