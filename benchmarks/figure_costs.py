@@ -1,6 +1,7 @@
 """Measure the wall time of every figure at the given scales and record it for `python -m kadam_edu list`.
 
     python benchmarks/figure_costs.py --scales smoke cpu [--figures fig1 fig3] [--out results/costs]
+    python benchmarks/figure_costs.py --scales smoke cpu --kind book    # only the book's extra experiments
 
 Writes kadam_edu/experiments/costs.json (merged with what is there), saves each result and
 its PNG under --out, and prints a table. Run it on an otherwise idle machine: the numbers are
@@ -33,13 +34,23 @@ def _fmt(seconds: float) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scales", nargs="+", default=["smoke"], choices=["smoke", "cpu", "paper"])
-    ap.add_argument("--figures", nargs="+", default=sorted(FIGURES, key=experiments._order))
+    names = sorted(FIGURES, key=experiments._order)
+    ap.add_argument("--figures", nargs="+", choices=names, metavar="NAME",
+                    help=f"the names to measure (default: all, or those of --kind): {' '.join(names)}")
+    ap.add_argument("--kind", choices=["paper", "book"], default=None,
+                    help="measure only the paper's figures or only the book's extra experiments")
     ap.add_argument("--out", default="results/costs")
     args = ap.parse_args(argv)
+    if args.figures is None:
+        args.figures = [n for n in names if args.kind is None or FIGURES[n].kind == args.kind]
+    elif args.kind is not None:
+        args.figures = [n for n in args.figures if FIGURES[n].kind == args.kind]
     os.environ.setdefault("KADAM_PROGRESS", "0")
     costs = json.loads(COSTS.read_text()) if COSTS.exists() else {}
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    costs["_machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {device}, torch {torch.__version__}"
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {device}, torch {torch.__version__}"
+    if not costs.get("_machine", "").startswith(machine):  # keep the notes recorded for this same machine
+        costs["_machine"] = machine
     for scale in args.scales:
         total = 0.0
         for name in args.figures:

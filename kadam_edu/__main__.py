@@ -1,6 +1,7 @@
-"""Command line: reproduce the paper's figures.
+"""Command line: reproduce the paper's figures and the book's extra experiments.
 
     python -m kadam_edu list
+    python -m kadam_edu reproduce noise_sde --scale smoke --out results/smoke   # a book extra (Chapter 5)
     python -m kadam_edu reproduce fig1 --scale cpu --out results/cpu
     python -m kadam_edu reproduce fig9 --scale paper --shard 3/16 --out results/fig9-shard3
     python -m kadam_edu merge results/fig9-shard* --out results/paper
@@ -36,13 +37,16 @@ def cmd_list(args) -> int:
     from kadam_edu.experiments import COST_MACHINE, FIGURES, _order
 
     costs = _costs()
-    print(f"{'figure':7s} {'smoke':>8s} {'cpu':>8s} {'paper':>10s}  sweep  title")
-    for name in sorted(FIGURES, key=_order):
+    names = sorted(FIGURES, key=_order)
+    width = max(len("figure"), *map(len, names))
+    print(f"{'figure':{width}s}  {'from':9s} {'smoke':>8s} {'cpu':>8s} {'paper':>10s}  sweep  title")
+    for name in names:
         f = FIGURES[name]
         c = costs.get(name, {})
-        print(f"{name:7s} {c.get('smoke', '?'):>8s} {c.get('cpu', '?'):>8s} {c.get('paper', '?'):>10s}  "
+        print(f"{name:{width}s}  {f.label:9s} {c.get('smoke', '?'):>8s} {c.get('cpu', '?'):>8s} {c.get('paper', '?'):>10s}  "
               f"{'yes' if f.sweep else 'no ':5s}  {f.title}")
-    print(f"\ncosts: wall time measured on {costs.get('_machine', COST_MACHINE)}")
+    print("\nfrom: 'paper' = a figure of Gould & Tanaka (2024); 'book chN' = an extra experiment of the book's Chapter N")
+    print(f"costs: wall time measured on {costs.get('_machine', COST_MACHINE)}")
     return 0
 
 
@@ -77,15 +81,15 @@ def cmd_merge(args) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m kadam_edu", description="Reproduce the figures of Gould & Tanaka (2024).")
+    ap = argparse.ArgumentParser(prog="python -m kadam_edu", description="Reproduce the figures of Gould & Tanaka (2024) and the book's extra experiments.")
     sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the figures and their measured cost at each scale").set_defaults(func=cmd_list)
+    sub.add_parser("list", help="list the figures and the book's extra experiments with their measured cost at each scale").set_defaults(func=cmd_list)
 
-    rp = sub.add_parser("reproduce", help="run one figure, save its result (JSON + npz) and a PNG")
+    rp = sub.add_parser("reproduce", help="run one figure or book experiment, save its result (JSON + npz) and a PNG")
     rp.add_argument("figure")
     rp.add_argument("--scale", default="auto", help="smoke, cpu, paper or auto (default; KADAM_SCALE overrides auto)")
     rp.add_argument("--out", default="results", help="output directory (default: results)")
-    rp.add_argument("--shard", default=None, help="I/N: run the sweep points with index = I mod N")
+    rp.add_argument("--shard", default=None, help="I/N: run the sweep points with index = I mod N (sweeps only; see `list`)")
     rp.add_argument("--seed", type=int, default=0)
     rp.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     rp.add_argument("--set", action="append", type=_override, metavar="KEY=VALUE", help="override a preset setting")

@@ -9,7 +9,8 @@ Adam's stability threshold (2 + 2 gamma) / ((1 - gamma) eta) (Cohen et al. 2022;
 ``full-batch`` runs train on that same fixed batch (deterministic training, the setting of the
 theory); the ``minibatch`` run trains on random batches of the same size and is measured on the
 fixed batch. :func:`eos` returns a :class:`Result` with one point per run; ``kadam_edu.plots.eos``
-draws it. Not registered in ``experiments.FIGURES`` (that registry holds the paper's figures).
+draws it. Registered in ``experiments.FIGURES`` as the book extra ``eos`` (Chapter 6), a sweep
+over its runs: ``python -m kadam_edu reproduce eos --scale cpu [--shard I/N]``.
 """
 
 from __future__ import annotations

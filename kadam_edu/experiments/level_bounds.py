@@ -16,9 +16,10 @@ the run; step 0 meets the discrete bound exactly, since u_0^(i) = sign(x_0)),
 ``result.point_arrays(i)``: ``loss`` [steps], ``level_max_updates``, ``bound_discrete``,
 ``bound_continuous`` [steps, k].
 
-Not one of the paper's figures (App. T states the bound without a plot), so it is not in
-:data:`kadam_edu.experiments.FIGURES`; call it directly. ``kadam_edu.plots.level_bounds``
-draws it.
+Not one of the paper's figures (App. T states the bound without a plot): it is registered in
+:data:`kadam_edu.experiments.FIGURES` as a book extra (Chapter 4), so
+``python -m kadam_edu reproduce level_bounds --scale cpu`` runs it; ``kadam_edu.plots.level_bounds``
+draws it. Not a sweep: it takes no ``shard``.
 """
 
 from __future__ import annotations

@@ -16,9 +16,11 @@ Three experiments, each returning a :class:`Result` that ``kadam_edu.plots.plot`
   model with a block of features that switches off, against the continuous (|C|/2) and the
   exact discrete (ln gamma - ln(beta)/2) growth rates.
 
-Not registered in ``experiments.FIGURES`` (that registry holds the paper's figures); call the
-functions directly. Each takes ``scale`` ("smoke", "cpu", "paper" or "auto"), ``seed``,
-``device`` (the char-GPT runs), ``progress`` and keyword overrides of its preset.
+Registered in ``experiments.FIGURES`` as book extras (Chapter 5) under their result names, so
+``python -m kadam_edu reproduce noise_sde --scale cpu`` runs :func:`sde_vs_discrete` (likewise
+``noise_batch_scaling``, ``noise_stability``). Each takes ``scale`` ("smoke", "cpu", "paper" or
+"auto"), ``seed``, ``device`` (the char-GPT runs), ``progress`` and keyword overrides of its
+preset; none is a sweep, so none takes ``shard``.
 """
 
 from __future__ import annotations
