@@ -20,9 +20,23 @@ boundary)                   :func:`check_classification`, :func:`check_boundary`
 Conventions
 -----------
 * A check returns a :class:`CheckResult` (``passed``, ``message``, ``answered``); it never
-  raises because of the student's code (exceptions are caught and reported), only for
-  misuse of the check itself (``TypeError`` / ``ValueError``, e.g. a number where a function
-  is expected).
+  raises because of the student's code, only for misuse of the check itself (``TypeError`` /
+  ``ValueError``, e.g. a number where a function is expected, or a bad ``timeout``).
+  Everything the student's code raises is reported as a failed check, ``SystemExit``,
+  ``RecursionError``, ``MemoryError`` and other ``BaseException`` subclasses included;
+  only ``KeyboardInterrupt`` (the student pressing stop) is passed on.
+* Time limit: every check that calls the student's code takes ``timeout=`` (seconds, for all
+  of its calls together; default 10 s, 30 s for the optimizer checks of Assignment 2). Code
+  that runs longer fails the check with "your function took longer than N s". In the main
+  thread on Unix (a Jupyter kernel, a script) SIGALRM stops the code: a Python loop stops at
+  once, but a single C call that never returns to the interpreter (one huge numpy or torch
+  operation) cannot be interrupted this way. A previous SIGALRM handler and timer are put
+  back afterwards (an earlier timer still goes off on time). Elsewhere (another thread,
+  Windows) the code runs in a daemon thread that the check stops waiting for: that thread
+  cannot be stopped and keeps running until the code returns.
+* An answer must be real: complex numbers, arrays or tensors (often a fractional power of
+  a negative number), booleans, strings, ``None`` entries and wrong shapes fail with an
+  explanation, and so do nan or inf where the right answer is finite.
 * A student function that returns ``None`` (the notebooks' placeholder body) counts as
   "not answered yet": the result says so and what to do, and ``passed`` is False.
 * Notation trap: ``beta`` is the paper's second-moment decay and ``gamma`` the first-moment
@@ -31,8 +45,12 @@ Conventions
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+import signal
+import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -174,6 +192,23 @@ def _describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _exception_hints(exc: BaseException) -> list[str]:
+    """What an exception of the student's code usually means, for the kinds a check cannot guess from context."""
+    if isinstance(exc, SystemExit):
+        return ["SystemExit comes from sys.exit(), exit() or quit(): a function under test returns its answer (or "
+                "raises an exception); it does not end the program."]
+    if isinstance(exc, RecursionError):
+        return ["Your function calls itself without end: does the recursion have a base case that every call "
+                "reaches? A loop is safer for long sequences."]
+    if isinstance(exc, MemoryError):
+        return ["Your code ran out of memory: is an array or list much bigger than it needs to be (e.g. one entry "
+                "per step up to a large n, or a matrix where a vector does)?"]
+    if isinstance(exc, OverflowError):
+        return ["A number became too large for a float (beyond about 1.8e308), e.g. in math.exp or a power of a "
+                "large number. Working with logarithms avoids it."]
+    return []
+
+
 def _agree(a, b, rtol: float = 1e-9, atol: float = 0.0) -> bool:
     """Element-wise agreement of two float arrays, nan matching nan and inf matching inf."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -186,36 +221,99 @@ def _agree(a, b, rtol: float = 1e-9, atol: float = 0.0) -> bool:
     return bool(np.all(both_nan | same_inf | close))
 
 
+def _nonfinite_note(value) -> list[str]:
+    """Why the student's value is nan or inf where the right answer is finite ([] when it is finite)."""
+    value = np.asarray(value, dtype=float)
+    if np.isnan(value).any():
+        return ["nan where a finite number belongs: nan comes from 0/0, inf - inf, 0 * inf or a nan that went in "
+                "(e.g. an np.empty entry never written). Look for a division by a quantity that is 0 there."]
+    if np.isinf(value).any():
+        return ["inf where a finite number belongs: inf comes from a division by zero or an overflow (a float "
+                "beyond about 1.8e308, e.g. a large power); working with logarithms avoids overflow."]
+    return []
+
+
+_COMPLEX_HINT = ("complex numbers come from a fractional power of a negative number (in Python (-0.5) ** 0.5 is "
+                 "complex, where math.sqrt raises an error) or from complex inputs: check the sign of what you take "
+                 "a root or power of")
+
+
+def _refuse_complex_or_bool(value: str, dtype) -> None:
+    """TypeError when ``dtype`` is complex or boolean; ``value`` says what was returned."""
+    if np.issubdtype(dtype, np.complexfloating):
+        raise TypeError(f"returned {value}, but the answer is real: {_COMPLEX_HINT}")
+    if np.issubdtype(dtype, np.bool_):
+        raise TypeError(f"returned {value}, but the answer is a number, not a bool")
+
+
 def _to_float(value) -> float:
-    """A student's scalar answer as a float (None -> NotAnswered, else TypeError)."""
+    """A student's scalar answer as a float.
+
+    None -> NotAnswered; anything but one real number (a str, a bool, a complex number, a
+    tensor/array/list of another size, an int beyond float range) -> TypeError saying what
+    was returned. nan and inf pass (they are values; the checks explain them).
+    """
     if value is None:
         raise NotAnswered
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise TypeError(f"returned a tensor of shape {tuple(value.shape)}, expected one number")
-        return float(value.item())
-    if isinstance(value, np.ndarray):
-        if value.size != 1:
-            raise TypeError(f"returned an array of shape {value.shape}, expected one number")
-        return float(value.reshape(-1)[0])
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        value = value.item()
+    elif isinstance(value, (np.ndarray, list, tuple)):
+        arr = value if isinstance(value, np.ndarray) else np.asarray(value, dtype=object)
+        if arr.size != 1:
+            raise TypeError(f"returned a {type(value).__name__} of shape {arr.shape}, expected one number")
+        value = arr.reshape(-1)[0]
+    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
+        _refuse_complex_or_bool(f"the complex number {value}", np.complex128)
+    if isinstance(value, (bool, np.bool_)):
+        _refuse_complex_or_bool(repr(value), np.bool_)
+    if not isinstance(value, numbers.Real):
         raise TypeError(f"returned {value!r} of type {type(value).__name__}, expected a number")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise TypeError("returned a number too large to be a float (beyond about 1.8e308): work with floats "
+                        "(or logarithms) rather than exact integers") from None
 
 
 def _to_array(value, shape) -> np.ndarray:
-    """A student's array answer as float64 numpy of ``shape`` (None -> NotAnswered, else TypeError)."""
+    """A student's array answer as float64 numpy of ``shape``.
+
+    None -> NotAnswered; anything but real numbers of that shape (complex, bool or str
+    entries, None entries, a ragged list, another shape) -> TypeError saying what was returned.
+    """
     if value is None:
         raise NotAnswered
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"returned {type(value).__name__}, which is not an array of numbers") from exc
+        value = value.detach().cpu()
+        arr = (value.double() if value.dtype == torch.bfloat16 else value).numpy()
+    else:
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"returned a {type(value).__name__} that is not an array of numbers ({exc})") from None
+    what = f"an array of dtype {arr.dtype}"
+    _refuse_complex_or_bool(what, arr.dtype)
+    if arr.dtype == object:
+        for item in arr.flat:
+            if item is None:
+                raise TypeError("returned an array with None in it, where every entry must be a number")
+            if isinstance(item, numbers.Complex) and not isinstance(item, numbers.Real):
+                _refuse_complex_or_bool(f"an array with the complex entry {item}", np.complex128)
+            if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Real):
+                raise TypeError(f"returned an array with the entry {item!r} of type {type(item).__name__}, where "
+                                "every entry must be a number")
+        try:
+            arr = arr.astype(float)
+        except OverflowError:
+            raise TypeError("returned numbers too large to be floats (beyond about 1.8e308)") from None
+    elif arr.dtype.kind not in "fiu":
+        kind = "str" if arr.dtype.kind in "US" else arr.dtype.kind
+        raise TypeError(f"returned {what} ({kind}), expected numbers")
     if arr.shape != tuple(shape):
         raise TypeError(f"returned an array of shape {arr.shape}, expected shape {tuple(shape)}")
-    return arr
+    return arr.astype(float)
 
 
 def _quiet(fn, *args, **kwargs):
@@ -225,27 +323,188 @@ def _quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def _call(fn, *args, **kwargs):
-    """(value, None), or (None, exception) when the student's code raised."""
+# ---- running the student's code: a time limit, everything it raises caught ----------------
+
+
+class _TimeUp(BaseException):
+    """The time limit went off inside the student's code. A BaseException, so that the student's own
+    ``except Exception:`` does not swallow it. ``still_running``: the code could not be stopped."""
+
+    def __init__(self, still_running: bool = False):
+        super().__init__()
+        self.still_running = still_running
+
+
+class _Raised(Exception):
+    """The student's code, called as ``what``, raised ``error`` (anything but KeyboardInterrupt)."""
+
+    def __init__(self, what: str, error: BaseException):
+        super().__init__(f"{what} raised {_describe_exception(error)}")
+        self.what = what
+        self.error = error
+
+
+class _TimedOut(Exception):
+    """The student's code ran past the check's time limit; ``result`` is the failed check to return."""
+
+    def __init__(self, result: CheckResult):
+        super().__init__(result.message)
+        self.result = result
+
+
+_ALARM_REPEAT = 0.05  # s: the alarm goes off again until the call ends, in case the code swallowed it
+
+
+def _with_alarm(fn, args, kwargs, seconds: float, outer: tuple[float, float]):
+    """(value, None) or (None, what it raised) of ``fn(*args, **kwargs)``, stopped by SIGALRM after
+    ``seconds`` (raises _TimeUp); main thread only.
+
+    A Python loop stops at its next bytecode; a C call that never returns to the interpreter
+    cannot be interrupted. ``outer``: the (delay, interval) of a timer set before, due after
+    ``seconds``; it gets its handler back and its remaining time.
+    """
+    state = {"armed": True, "fired": False}
+
+    def on_alarm(signum, frame):
+        if state["armed"]:
+            state["fired"] = True
+            raise _TimeUp
+
+    outer_handler = signal.signal(signal.SIGALRM, on_alarm)
+    start = time.monotonic()
     try:
-        return _quiet(fn, *args, **kwargs), None
-    except Exception as exc:  # noqa: BLE001 - the student's code may raise anything
-        return None, exc
+        signal.setitimer(signal.ITIMER_REAL, seconds, _ALARM_REPEAT)
+        try:
+            value, error = fn(*args, **kwargs), None
+        except _TimeUp:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the student's; the caller decides
+            value, error = None, exc
+        finally:
+            state["armed"] = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, outer_handler)
+        if outer[0] > 0:
+            signal.setitimer(signal.ITIMER_REAL, max(outer[0] - (time.monotonic() - start), 1e-6), outer[1])
+    if state["fired"]:  # the code caught the alarm and returned late
+        raise _TimeUp
+    return value, error
+
+
+def _in_thread(fn, args, kwargs, seconds: float):
+    """(value, None) or (None, what it raised) of ``fn(*args, **kwargs)`` run in a daemon thread, waited
+    for ``seconds`` at most (then _TimeUp with ``still_running``: a thread cannot be stopped from
+    outside, it runs until the code returns). What interrupts the wait (another SIGALRM handler,
+    KeyboardInterrupt) propagates."""
+    box = {}
+
+    def target():
+        try:
+            with np.errstate(all="ignore"):
+                box["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="kadam_edu student code", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise _TimeUp(still_running=True)
+    return box.get("value"), box.get("error")
+
+
+def _time_limited(fn, args, kwargs, seconds: float):
+    """(value, None) or (None, what it raised) of ``fn(*args, **kwargs)`` within ``seconds`` (else
+    _TimeUp): SIGALRM where it can interrupt the code and be given back afterwards (Unix, main thread,
+    no earlier timer due first), a thread otherwise. Anything else raised is not the student's."""
+    if (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGALRM) is not None):  # None: a handler not set from Python
+        outer = signal.getitimer(signal.ITIMER_REAL)
+        if not 0 < outer[0] <= seconds:
+            return _with_alarm(fn, args, kwargs, seconds, outer)
+    return _in_thread(fn, args, kwargs, seconds)
+
+
+class _StudentCode:
+    """One check's calls of the student's code, all through :meth:`call`: warnings silenced, all calls
+    together within ``timeout`` seconds, anything raised caught (KeyboardInterrupt is passed on).
+
+    ``timeout`` is validated here, before any student code runs (ValueError).
+    """
+
+    def __init__(self, check: str, timeout):
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not 0 < timeout < math.inf:
+            raise ValueError(f"{check}: timeout must be a positive, finite number of seconds (the time your code "
+                             f"gets for all of the check's calls together); got {timeout!r}")
+        self.check = check
+        self.timeout = float(timeout)
+        self.spent = 0.0
+
+    def call(self, what: str, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)``: its value, or _Raised (it raised) or _TimedOut (the time is up).
+
+        ``what``: the call as a message shows it, e.g. ``"discrete_bound(n=0, beta=0.9, gamma=0.99)"``.
+        """
+        earlier = self.spent
+        if earlier >= self.timeout:
+            raise _TimedOut(self._late(what, earlier, still_running=False))
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                value, error = _time_limited(fn, args, kwargs, self.timeout - earlier)
+        except _TimeUp as up:
+            raise _TimedOut(self._late(what, earlier, up.still_running)) from None
+        finally:
+            self.spent += time.perf_counter() - start
+        if error is None:
+            return value
+        if isinstance(error, KeyboardInterrupt):  # the student pressed stop
+            raise error
+        raise _Raised(what, error) from error  # SystemExit and the like included
+
+    def _late(self, what: str, earlier: float, still_running: bool) -> CheckResult:
+        share = f" ({earlier:.2g} s of them went to earlier calls)" if earlier >= 0.01 else ""
+        details = ["Is there a loop that never ends (a while loop whose condition stays true, a recursion without "
+                   "a base case), or a wait for input?",
+                   f"The {_g(self.timeout)} s cover all of this check's calls of your code together{share}. If your "
+                   f"code is only slow, give it more time: {self.check}(..., timeout=SECONDS)."]
+        if still_running:
+            details.append("The check could not stop your code (it was not run from the main thread), so it is still "
+                           "running in the background, using a CPU core: restart the kernel to stop it.")
+        return _result(self.check, False, f"your function took longer than {_g(self.timeout)} s and was stopped, "
+                       f"in {what}.", details)
+
+
+def _stops_at_time_limit(check_fn):
+    """Decorator: a check whose student code ran out of time returns the failed result (see _StudentCode)."""
+
+    @functools.wraps(check_fn)
+    def check(*args, **kwargs):
+        try:
+            return check_fn(*args, **kwargs)
+        except _TimedOut as late:
+            return late.result
+
+    return check
 
 
 def _args(names, values) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(names, values))
 
 
-def _collect(check, what, fn, cases, convert, names):
-    """Call ``fn(*case)`` for every case; returns (values, raised, early) where ``early`` is a
-    CheckResult to return at once (not answered, or a result of the wrong type), else None.
-    ``raised`` lists (index, exception); those values are nan."""
+def _collect(run, what, fn, cases, convert, names):
+    """Call ``fn(*case)`` for every case through ``run`` (a _StudentCode); returns (values, raised, early)
+    where ``early`` is a CheckResult to return at once (not answered, or a result of the wrong type),
+    else None. ``raised`` lists (index, exception); those values are None. A timeout propagates."""
     values, raised, nones = [], [], []
     for i, case in enumerate(cases):
-        value, exc = _call(fn, *case)
-        if exc is not None:
-            raised.append((i, exc))
+        call = f"{what}({_args(names, _shown(case))})"
+        try:
+            value = run.call(call, fn, *case)
+        except _Raised as err:
+            raised.append((i, err.error))
             values.append(None)
             continue
         if value is None:
@@ -255,11 +514,11 @@ def _collect(check, what, fn, cases, convert, names):
         try:
             values.append(convert(value, case))
         except TypeError as err:
-            return None, None, _result(check, False, f"{what}({_args(names, _shown(case))}) {err}.")
+            return None, None, _result(run.check, False, f"{call} {err}.")
     if len(nones) == len(cases):
-        return None, None, _not_answered(check, what)
+        return None, None, _not_answered(run.check, what)
     if nones:
-        return None, None, _result(check, False, f"{what} returns None for {_args(names, _shown(cases[nones[0]]))} "
+        return None, None, _result(run.check, False, f"{what} returns None for {_args(names, _shown(cases[nones[0]]))} "
                                    f"({len(nones)} of {len(cases)} test inputs): every input needs a number.")
     return values, raised, None
 
@@ -420,17 +679,20 @@ def _category_hint(cases, wrong, *, exclusive: bool = True) -> str | None:
     return None
 
 
-def check_discrete_bound(fn) -> CheckResult:
+@_stops_at_time_limit
+def check_discrete_bound(fn, *, timeout: float = 10.0) -> CheckResult:
     """Check ``fn(n, beta, gamma) -> float``, the exact discrete-time bound on |u_n| (eps = 0).
 
     Compares with :func:`kadam_edu.bounds.discrete_max_update_bound` at n = 0, small and
     large n, in B+ and B-, at gamma^2 = beta and gamma = 0 (relative tolerance 1e-9), and
-    notes (without failing) whether very large n overflows.
+    notes (without failing) whether very large n overflows. ``timeout``: seconds for all
+    calls of ``fn`` together (default 10).
     """
     check = "check_discrete_bound"
     _require_callable(check, fn, "discrete_bound(n, beta, gamma)")
+    run = _StudentCode(check, timeout)
     cases = _BOUND_CASES
-    values, raised, early = _collect(check, "discrete_bound", fn, cases, lambda v, c: _to_float(v),
+    values, raised, early = _collect(run, "discrete_bound", fn, cases, lambda v, c: _to_float(v),
                                      ("n", "beta", "gamma"))
     if early is not None:
         return early
@@ -439,7 +701,7 @@ def check_discrete_bound(fn) -> CheckResult:
     wrong = [not _agree(s, r) for s, r in zip(student, reference)]
     if not any(wrong):
         details = [f"Agrees with the library to 1e-9 at {len(cases)} points: n from 0 to 1000, bounded "
-                   "and growing cases, gamma^2 = beta and gamma = 0.", _overflow_note(fn)]
+                   "and growing cases, gamma^2 = beta and gamma = 0.", _overflow_note(run, fn)]
         return _result(check, True, "your bound is exact.", details)
     skip = {i for i, _ in raised}
     mistake = _match_mistake(_BOUND_MISTAKES, cases, student, reference, skip=skip)
@@ -450,14 +712,15 @@ def check_discrete_bound(fn) -> CheckResult:
     if shown:
         n, b, g = cases[shown[0]]
         yours, right = _pair(student[shown[0]], reference[shown[0]])
-        example = [f"At n={n}, beta={b}, gamma={g}: yours is {yours}, the bound is {right}."]
+        example = [f"At n={n}, beta={b}, gamma={g}: yours is {yours}, the bound is {right}.",
+                   *_nonfinite_note(student[shown[0]])]
     if raised:
         i, exc = raised[0]
         more = f" (and at {len(raised) - 1} more test points)" if len(raised) > 1 else ""
         if not mistake:
             hint = _category_hint(cases, [k in skip for k in range(len(cases))], exclusive=False) or hint
         return _result(check, False, f"discrete_bound({_args(('n', 'beta', 'gamma'), cases[i])}) raised "
-                       f"{_describe_exception(exc)}{more}.", ([hint] if hint else []) + example)
+                       f"{_describe_exception(exc)}{more}.", _exception_hints(exc) + ([hint] if hint else []) + example)
     details = example + ([] if mistake else [f"{sum(wrong)} of {len(wrong)} test points disagree."])
     return _result(check, False, hint or "your bound does not match the exact discrete bound.", details)
 
@@ -481,16 +744,20 @@ def _constant_factor_hint(cases, student, reference) -> str | None:
     return None
 
 
-def _overflow_note(fn) -> str | None:
+def _overflow_note(run: _StudentCode, fn) -> str:
+    """A note (never a failure) on ``fn`` at a point where naive powers overflow; a timeout propagates."""
     n, b, g = _BOUND_OVERFLOW_CASE
     try:
-        value = _to_float(_quiet(fn, n, b, g))
-    except Exception:  # noqa: BLE001
-        value = math.nan
+        value = _to_float(run.call(f"discrete_bound(n={n}, beta={b}, gamma={g})", fn, n, b, g))
+        gives = f"gives {_g(value)}"
+    except _Raised as err:
+        value, gives = math.nan, f"raises {_describe_exception(err.error)}"
+    except (NotAnswered, TypeError):
+        value, gives = math.nan, "gives no number"
     expected = _reference_bound(n, b, g)
     if _agree(value, expected):
         return f"It even stays finite at n={n}, beta={b}, gamma={g}, where naive powers overflow."
-    return (f"Not required, but worth knowing: at n={n}, beta={b}, gamma={g} yours gives {_g(value)} although "
+    return (f"Not required, but worth knowing: at n={n}, beta={b}, gamma={g} yours {gives} although "
             f"the bound is finite ({_g(expected)}): a power overflows before the square root brings it back. "
             "Working with logarithms avoids that.")
 
@@ -552,20 +819,23 @@ def _reference_adam(grads, beta, gamma):
     return _adam_raw(grads, beta, gamma)
 
 
-def check_adam_updates(fn) -> CheckResult:
+@_stops_at_time_limit
+def check_adam_updates(fn, *, timeout: float = 10.0) -> CheckResult:
     """Check ``fn(grads, beta, gamma) -> u``: Adam's signed updates u_n (Eq. 1, eps = 0).
 
     ``grads`` has shape [N] or [N, p] (step n along axis 0); the answer must have the same
-    shape. Compared with a float64 reference (itself tested against :class:`KAdam`).
+    shape and be real. Compared with a float64 reference (itself tested against :class:`KAdam`).
+    ``timeout``: seconds for all calls of ``fn`` together (default 10).
     """
     check = "check_adam_updates"
     _require_callable(check, fn, "adam_updates(grads, beta, gamma)")
+    run = _StudentCode(check, timeout)
     cases = _adam_cases()
     calls = [(grads.copy(), b, g) for grads, b, g in cases]
-    values, raised, early = _collect(check, "adam_updates", fn, calls, lambda v, c: _to_array(v, c[0].shape),
+    values, raised, early = _collect(run, "adam_updates", fn, calls, lambda v, c: _to_array(v, c[0].shape),
                                      ("grads", "beta", "gamma"))
     if early is not None:
-        if early.answered and "shape" in early.message and any(c[0].ndim == 2 for c in cases):
+        if early.answered and "expected shape" in early.message and any(c[0].ndim == 2 for c in cases):
             return _result(check, False, early.message.split("\n")[0],
                            ["Work element-wise (one column per coordinate) so that grads of shape [N, p] work too."])
         return early
@@ -576,8 +846,8 @@ def check_adam_updates(fn) -> CheckResult:
             c[0].ndim == 1 for k, c in enumerate(cases) if k not in {j for j, _ in raised})
         return _result(check, False, f"adam_updates raised {_describe_exception(exc)} for grads of shape "
                        f"{grads.shape}, beta={b}, gamma={g}.",
-                       ["It works for one coordinate (shape [N]) but not for shape [N, p]: work element-wise, "
-                        "one column per coordinate."] if only_2d else [])
+                       _exception_hints(exc) + (["It works for one coordinate (shape [N]) but not for shape [N, p]: "
+                                                 "work element-wise, one column per coordinate."] if only_2d else []))
     student = values
     reference = [_reference_adam(grads, b, g) for grads, b, g in cases]
     wrong = [not _agree(s, r, rtol=1e-9, atol=1e-300) for s, r in zip(student, reference)]
@@ -591,14 +861,14 @@ def check_adam_updates(fn) -> CheckResult:
         bad = ~np.isclose(student[i], reference[i], rtol=1e-9, atol=1e-300)
     idx = tuple(np.argwhere(bad)[0])
     yours, right = _pair(student[i][idx], reference[i][idx])
-    example = (f"For the sequence with beta={b}, gamma={g}, the first difference is at step n={idx[0]}: yours "
-               f"{yours}, Adam's {right}.")
+    example = [f"For the sequence with beta={b}, gamma={g}, the first difference is at step n={idx[0]}: yours "
+               f"{yours}, Adam's {right}.", *_nonfinite_note(student[i][idx])]
     if mistake is not None:
-        return _result(check, False, mistake.hint, [example])
+        return _result(check, False, mistake.hint, example)
     if idx[0] > 0 and all(_agree(s[:1], r[:1], rtol=1e-9) for s, r in zip(student, reference)):
         return _result(check, False, "right at n = 0, wrong later: are m and v carried from one step to the "
-                       "next (and started at zero)?", [example])
-    return _result(check, False, "your updates differ from Adam's.", [example])
+                       "next (and started at zero)?", example)
+    return _result(check, False, "your updates differ from Adam's.", example)
 
 
 # ---- the extremal sequence -------------------------------------------------------------
@@ -607,20 +877,23 @@ _EXTREMAL_CASES = [(0.999, 0.9), (0.9, 0.99), (0.25, 0.5), (0.5, 0.3), (0.95, 0.
 _EXTREMAL_STEPS = 60
 
 
-def check_extremal_sequence(fn) -> CheckResult:
-    """Check ``fn(steps, beta, gamma) -> g`` (shape [steps]): a gradient sequence whose Adam
-    updates attain the discrete bound at every step n = 0..steps-1 (ratio 1 to 1e-9)."""
+@_stops_at_time_limit
+def check_extremal_sequence(fn, *, timeout: float = 10.0) -> CheckResult:
+    """Check ``fn(steps, beta, gamma) -> g`` (shape [steps], real): a gradient sequence whose Adam
+    updates attain the discrete bound at every step n = 0..steps-1 (ratio 1 to 1e-9).
+    ``timeout``: seconds for all calls of ``fn`` together (default 10)."""
     check = "check_extremal_sequence"
     _require_callable(check, fn, "extremal_gradients(steps, beta, gamma)")
+    run = _StudentCode(check, timeout)
     cases = [(_EXTREMAL_STEPS, b, g) for b, g in _EXTREMAL_CASES]
-    values, raised, early = _collect(check, "extremal_gradients", fn, cases,
+    values, raised, early = _collect(run, "extremal_gradients", fn, cases,
                                      lambda v, c: _to_array(v, (c[0],)), ("steps", "beta", "gamma"))
     if early is not None:
         return early
     if raised:
         i, exc = raised[0]
         return _result(check, False, f"extremal_gradients({_args(('steps', 'beta', 'gamma'), cases[i])}) raised "
-                       f"{_describe_exception(exc)}.")
+                       f"{_describe_exception(exc)}.", _exception_hints(exc))
     for (steps, b, g), grads in zip(cases, values):
         if not np.all(np.isfinite(grads)) or grads[0] == 0:
             problem = "non-finite values" if not np.all(np.isfinite(grads)) else "g_0 = 0"
@@ -677,12 +950,15 @@ _RATE_MISTAKES = [  # math.log(0) raises ValueError: gamma = 0 is then left out 
 ]
 
 
-def check_discrete_rate(fn) -> CheckResult:
-    """Check ``fn(beta, gamma) -> float``: the slope of ln(discrete bound) per step as n -> inf."""
+@_stops_at_time_limit
+def check_discrete_rate(fn, *, timeout: float = 10.0) -> CheckResult:
+    """Check ``fn(beta, gamma) -> float``: the slope of ln(discrete bound) per step as n -> inf
+    (finite everywhere, 0 at gamma = 0). ``timeout``: seconds for all calls of ``fn`` together (default 10)."""
     check = "check_discrete_rate"
     _require_callable(check, fn, "discrete_rate(beta, gamma)")
+    run = _StudentCode(check, timeout)
     cases = _RATE_CASES
-    values, raised, early = _collect(check, "discrete_rate", fn, cases, lambda v, c: _to_float(v), ("beta", "gamma"))
+    values, raised, early = _collect(run, "discrete_rate", fn, cases, lambda v, c: _to_float(v), ("beta", "gamma"))
     if early is not None:
         return early
     student = [math.nan if v is None else v for v in values]
@@ -698,13 +974,13 @@ def check_discrete_rate(fn) -> CheckResult:
     if shown:
         b, g = cases[shown[0]]
         yours, right = _pair(student[shown[0]], reference[shown[0]])
-        example = [f"At beta={b}, gamma={g}: yours {yours}, expected {right}."]
+        example = [f"At beta={b}, gamma={g}: yours {yours}, expected {right}.", *_nonfinite_note(student[shown[0]])]
     only_g0 = all(cases[i][1] == 0 for i, w in enumerate(wrong) if w)
     g0_hint = "At gamma = 0, ln(gamma) is -inf: what does the bound do there (and so its slope)?"
     if raised:
         i, exc = raised[0]
         b, g = cases[i]
-        hints = [mistake.hint] if mistake else []
+        hints = _exception_hints(exc) + ([mistake.hint] if mistake else [])
         if g == 0:
             hints.append(g0_hint)
         return _result(check, False, f"discrete_rate(beta={b}, gamma={g}) raised {_describe_exception(exc)}.",
@@ -793,13 +1069,29 @@ class FunctionalOptimizer(torch.optim.Optimizer):
                 u = self.direction(p.grad, state["levels"], state["n"], self.levels)
                 if u is None:
                     raise NotAnswered("the direction function returned None (it is not answered yet)")
-                u = torch.as_tensor(u, dtype=p.dtype, device=p.device)
+                u = self._real_tensor(u)
                 if u.shape != p.shape:
                     raise ValueError(f"the direction has shape {tuple(u.shape)} but the parameter has shape "
                                      f"{tuple(p.shape)}")
-                p.add_(u, alpha=-group["lr"])
+                p.add_(u.to(dtype=p.dtype, device=p.device), alpha=-group["lr"])
                 state["n"] += 1
         return loss
+
+    @staticmethod
+    def _real_tensor(u) -> torch.Tensor:
+        """The direction's value as a real tensor (TypeError for a str, a complex or boolean tensor, ...)."""
+        if not isinstance(u, torch.Tensor):
+            try:
+                u = torch.as_tensor(u)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"the direction returned {u!r} of type {type(u).__name__}; return a tensor shaped "
+                                "like the gradient g") from None
+        if u.is_complex():
+            raise TypeError(f"the direction returned complex values (dtype {u.dtype}), but the update of a real "
+                            f"parameter is real: {_COMPLEX_HINT}")
+        if u.dtype == torch.bool:
+            raise TypeError("the direction returned booleans (dtype torch.bool); return real numbers shaped like g")
+        return u
 
 
 def _an_step(x, m, v, n, gamma, beta, *, eps=1e-30, mistake=None):
@@ -866,15 +1158,19 @@ def _an_sequence(xs, gamma, beta, mistake=None):
     return np.stack(out)
 
 
-def check_adaptive_normalisation(step_fn) -> CheckResult:
+@_stops_at_time_limit
+def check_adaptive_normalisation(step_fn, *, timeout: float = 10.0) -> CheckResult:
     """Check ``step_fn(x, m, v, n, *, gamma, beta) -> (u, m, v)``: one step of App. R's operator
     A_{gamma,beta} on the newest element ``x`` (float64 tensors), fed its own ``m, v`` back.
 
     Runs 8 steps for (gamma, beta) in {(0.9, 0.999), (0, 0.9), (0.99, 0.9), (0.5, 0.7)} and
-    compares u with the reference (App. R with eps = 1e-30 added to sqrt(v), as KAdam does).
+    compares u with the reference (App. R with eps = 1e-30 added to sqrt(v), as KAdam does);
+    u, m and v must be real and shaped like x. ``timeout``: seconds for all calls of
+    ``step_fn`` together (default 10).
     """
     check = "check_adaptive_normalisation"
     _require_callable(check, step_fn, "adaptive_normalisation(x, m, v, n, *, gamma, beta)")
+    run = _StudentCode(check, timeout)
     xs = _an_inputs()
     student, reference = [], []
     for gamma, beta in _AN_CASES:
@@ -884,14 +1180,17 @@ def check_adaptive_normalisation(step_fn) -> CheckResult:
         for n, x in enumerate(xs):
             where = f"at n={n} with gamma={gamma}, beta={beta}"
             try:
-                out = _quiet(step_fn, x.clone(), m, v, n, gamma=gamma, beta=beta)
-            except Exception as exc:  # noqa: BLE001
-                hint = ("At n = 0 (the first step) check the exponents of the bias correction: they are n + 1."
-                        if n == 0 and isinstance(exc, ArithmeticError) else
-                        "It is called as adaptive_normalisation(x, m, v, n, gamma=..., beta=...) with float64 "
-                        "tensors x, m, v and an int n.")
+                out = run.call(f"adaptive_normalisation(x, m, v, n={n}, gamma={gamma}, beta={beta})", step_fn,
+                               x.clone(), m, v, n, gamma=gamma, beta=beta)
+            except _Raised as err:
+                exc = err.error
+                hints = _exception_hints(exc) or [
+                    "At n = 0 (the first step) check the exponents of the bias correction: they are n + 1."
+                    if n == 0 and isinstance(exc, ArithmeticError) else
+                    "It is called as adaptive_normalisation(x, m, v, n, gamma=..., beta=...) with float64 "
+                    "tensors x, m, v and an int n."]
                 return _result(check, False, f"adaptive_normalisation raised {_describe_exception(exc)} {where}.",
-                               [hint])
+                               hints)
             if out is None:
                 return _not_answered(check, "adaptive_normalisation")
             if not isinstance(out, (tuple, list)) or len(out) != 3:
@@ -899,13 +1198,15 @@ def check_adaptive_normalisation(step_fn) -> CheckResult:
                        else type(out).__name__)
                 return _result(check, False, f"adaptive_normalisation returned {got} {where}; return the tuple "
                                "(u, m, v): the update and the new moving averages.")
-            try:
-                u = _to_array(out[0], x.shape)
-                m = torch.as_tensor(out[1], dtype=torch.float64)
-                v = torch.as_tensor(out[2], dtype=torch.float64)
-            except (TypeError, ValueError, RuntimeError) as exc:
-                return _result(check, False, f"adaptive_normalisation's result {where}: {exc}.",
-                               ["Return (u, m, v), each a tensor shaped like x."])
+            parts = []
+            for name, part in zip("umv", out):
+                try:
+                    parts.append(_to_array(part, x.shape))
+                except (NotAnswered, TypeError) as exc:
+                    got = "returned None" if isinstance(exc, NotAnswered) else str(exc)
+                    return _result(check, False, f"adaptive_normalisation {where}, as its {name}: {got}.",
+                                   ["Return (u, m, v), each a real tensor shaped like x."])
+            u, m, v = parts[0], torch.from_numpy(parts[1]), torch.from_numpy(parts[2])
             us.append(u)
         student.append(np.stack(us))
         reference.append(_an_sequence(xs, gamma, beta))
@@ -921,19 +1222,20 @@ def check_adaptive_normalisation(step_fn) -> CheckResult:
     n, *idx = (int(k) for k in np.argwhere(bad)[0])
     where = ", ".join(map(str, idx))
     yours, right = _pair(student[i][(n, *idx)], reference[i][(n, *idx)])
-    example = f"With gamma={gamma}, beta={beta} at n={n}: your u[{where}] is {yours}, it should be {right}."
+    example = [f"With gamma={gamma}, beta={beta} at n={n}: your u[{where}] is {yours}, it should be {right}.",
+               *_nonfinite_note(student[i][(n, *idx)])]
     compute = lambda mk, case: _an_sequence(xs, case[0], case[1], mistake=mk.name)  # noqa: E731
     mistakes = [_Mistake(name, None, hint) for name, hint in _AN_HINTS.items()]
     mistake = _match_mistake(mistakes, _AN_CASES, student, reference, compute)
     if mistake is not None:
-        return _result(check, False, mistake.hint, [example])
+        return _result(check, False, mistake.hint, example)
     if n == 0 and not np.all(np.isfinite(student[i][0])):
         return _result(check, False, "your u is not finite at n = 0: check the bias correction's exponents "
-                       "(the first step is n = 0).", [example])
+                       "(the first step is n = 0).", example)
     if all(np.allclose(s, r, rtol=1e-5, atol=1e-7) for s, r in zip(student, reference)):
         return _result(check, False, "close but not float64-exact: are some tensors float32 (e.g. torch.zeros "
-                       "without dtype), or is eps different from 1e-30?", [example])
-    return _result(check, False, "your step differs from App. R's adaptive normalisation.", [example])
+                       "without dtype), or is eps different from 1e-30?", example)
+    return _result(check, False, "your step differs from App. R's adaptive normalisation.", example)
 
 
 # ---- optimizers built from the step ----------------------------------------------------
@@ -1009,47 +1311,68 @@ _CHAIN_HINTS = {
 }
 
 
-def _run_student_optimizer(make, grads_seq, lr=_OPT_LR):
-    """Run ``make(params)`` on a fixed gradient sequence; return u per step [steps, size]."""
+@functools.cache
+def _preload_torch_optim() -> None:
+    """Build and step one optimizer: torch imports torch._dynamo at the first optimizer (seconds on a
+    CPU). Done before the student's time limit starts, so that it neither counts nor gets interrupted."""
+    p = torch.zeros(1, requires_grad=True)
+    p.grad = torch.zeros(1)
+    KAdam([p], lr=0.0).step()
+
+
+def _run_student_optimizer(run: _StudentCode, what: str, make, grads_seq, lr=_OPT_LR):
+    """Run ``make(params)`` through ``run`` on a fixed gradient sequence; return u per step [steps, size].
+
+    ``what``: the call ``make(params)`` in messages. Raises NotAnswered (make returned None),
+    TypeError (no step() method, or a parameter that stopped being a real float64 tensor of its
+    shape), _Raised or _TimedOut.
+    """
     params = _opt_params()
-    opt = make(params)
+    opt = run.call(what, make, params)
     if opt is None:
         raise NotAnswered
-    if not hasattr(opt, "step") or not callable(opt.step):
+    if not callable(getattr(opt, "step", None)):
         raise TypeError(f"returned {type(opt).__name__}, which has no step() method; return a torch optimizer")
     rows = []
-    for grads in grads_seq:
+    for t, grads in enumerate(grads_seq):
         for p, g in zip(params, grads):
             p.grad = g.clone()
         before = torch.cat([p.detach().reshape(-1).clone() for p in params])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            opt.step()
+        run.call(f"step {t} of the optimizer from {what}", opt.step)
+        for p, g in zip(params, grads):
+            if p.dtype != torch.float64 or p.shape != g.shape:
+                kind = f"complex ({p.dtype})" if p.is_complex() else f"of dtype {p.dtype} and shape {tuple(p.shape)}"
+                raise TypeError(f"made a parameter {kind} at step {t}; parameters stay real float64 tensors of their "
+                                "shape, and so do their updates")
         after = torch.cat([p.detach().reshape(-1) for p in params])
         rows.append(((before - after) / lr).numpy().copy())
     return np.stack(rows)
 
 
-def _compare_optimizer(check, what, make_for, cases, extra_hints=None):
+def _compare_optimizer(run: _StudentCode, what, make_for, cases, extra_hints=None):
     """Shared logic of check_rmsprop / check_adam / check_kadam.
 
     ``cases``: list of (label, levels, kwargs); ``make_for(kwargs)`` returns a function
-    params -> optimizer.
+    params -> optimizer, called through ``run``.
     """
+    check = run.check
+    _preload_torch_optim()
     grads_seq = _opt_grads()
     student, reference = [], []
     for label, levels, kwargs in cases:
+        call = f"{what}(params, {_kw(kwargs)})"
         try:
-            student.append(_run_student_optimizer(make_for(kwargs), grads_seq))
-        except NotAnswered as exc:
-            inner = "the direction function given to FunctionalOptimizer (kadam_direction)"
-            return _not_answered(check, inner if str(exc) else what), None
+            student.append(_run_student_optimizer(run, call, make_for(kwargs), grads_seq))
+        except NotAnswered:
+            return _not_answered(check, what), None
         except TypeError as exc:
-            if "returned" in str(exc):
-                return _result(check, False, f"{what}({_kw(kwargs)}) {exc}."), None
-            return _result(check, False, f"{label}: {_describe_exception(exc)}."), None
-        except Exception as exc:  # noqa: BLE001
-            return _result(check, False, f"{label}: {what} raised {_describe_exception(exc)} while stepping."), None
+            return _result(check, False, f"{call} {exc}."), None
+        except _Raised as err:
+            if isinstance(err.error, NotAnswered):  # raised by FunctionalOptimizer.step
+                inner = "the direction function given to FunctionalOptimizer (kadam_direction)"
+                return _not_answered(check, inner), None
+            return _result(check, False, f"{label}: {err.what} raised {_describe_exception(err.error)}.",
+                           _exception_hints(err.error)), None
         reference.append(_reference_chain(grads_seq, levels))
     wrong = [not _agree(s, r, rtol=1e-9, atol=1e-12) for s, r in zip(student, reference)]
     if not any(wrong):
@@ -1064,22 +1387,23 @@ def _compare_optimizer(check, what, make_for, cases, extra_hints=None):
     ok_labels = [c[0] for c, w in zip(cases, wrong) if not w]
     if ok_labels:
         example += " Right for: " + ", ".join(ok_labels) + "."
+    example = [example, *_nonfinite_note(student[i][t])]
     compute = lambda mk, case: _reference_chain(grads_seq, case[1], mistake=mk.name)  # noqa: E731
     hints = dict(_CHAIN_HINTS, **(extra_hints or {}))
     mistakes = [_Mistake(name, None, hint) for name, hint in hints.items()]
     mistake = _match_mistake(mistakes, cases, student, reference, compute)
     if mistake is not None:
-        return _result(check, False, mistake.hint, [example]), None
+        return _result(check, False, mistake.hint, example), None
     ratio = _constant_ratio(student, reference)
     if ratio is not None:
         if np.isclose(ratio, -1.0):
-            return _result(check, False, "your optimizer moves uphill: theta <- theta - lr * u.", [example]), None
+            return _result(check, False, "your optimizer moves uphill: theta <- theta - lr * u.", example), None
         return _result(check, False, f"your updates are {_g(ratio)} times k-Adam's at every step: is the "
-                       "learning rate applied exactly once (theta <- theta - lr * u)?", [example]), None
+                       "learning rate applied exactly once (theta <- theta - lr * u)?", example), None
     if all(np.allclose(s, r, rtol=1e-5, atol=1e-7) for s, r in zip(student, reference)):
         return _result(check, False, "close but not float64-exact: are some tensors float32 (e.g. torch.zeros "
-                       "without dtype), or is eps different from 1e-30?", [example]), None
-    return _result(check, False, "your updates differ from k-Adam's.", [example]), None
+                       "without dtype), or is eps different from 1e-30?", example), None
+    return _result(check, False, "your updates differ from k-Adam's.", example), None
 
 
 def _constant_ratio(student, reference):
@@ -1119,42 +1443,52 @@ def _small_model_match(make, levels, steps=5, lr=0.05):
     return max(float((p - q).detach().abs().max()) for p, q in zip(a.parameters(), b.parameters()))
 
 
-def check_rmsprop(factory) -> CheckResult:
+@_stops_at_time_limit
+def check_rmsprop(factory, *, timeout: float = 30.0) -> CheckResult:
     """Check ``factory(params, *, lr, beta) -> optimizer``: RMSprop as App. R's adaptive
-    normalisation with gamma = 0 (bias-corrected; equal to ``KAdam(betas=(0, beta))``)."""
+    normalisation with gamma = 0 (bias-corrected; equal to ``KAdam(betas=(0, beta))``).
+    ``timeout``: seconds for building and stepping your optimizers, all together (default 30)."""
     check = "check_rmsprop"
     _require_callable(check, factory, "rmsprop(params, *, lr, beta)")
+    run = _StudentCode(check, timeout)
     cases = [(f"RMSprop beta={b}", [Level(gamma=0.0, beta=b)], dict(lr=_OPT_LR, beta=b)) for b in (0.9, 0.5)]
     extra = {"no_bias": "Bias correction missing: that is torch.optim.RMSprop's update. App. R's RMSprop is A with "
                         "gamma = 0, which keeps the factor from the bias-corrected average of the squares."}
-    failed, _ = _compare_optimizer(check, "rmsprop", lambda kw: (lambda params: factory(params, **kw)), cases, extra)
+    failed, _ = _compare_optimizer(run, "rmsprop", lambda kw: (lambda params: factory(params, **kw)), cases, extra)
     if failed is not None:
         return failed
     return _result(check, True, "your RMSprop matches KAdam(betas=(0, beta)) step by step.",
                    [f"beta = 0.9 and 0.5, {_OPT_STEPS} steps on a fixed gradient sequence, float64."])
 
 
-def check_adam(factory) -> CheckResult:
+@_stops_at_time_limit
+def check_adam(factory, *, timeout: float = 30.0) -> CheckResult:
     """Check ``factory(params, *, lr, beta, gamma) -> optimizer``: Adam in the paper's notation
-    (beta: second moment, gamma: first moment), against ``KAdam(betas=(gamma, beta))``."""
+    (beta: second moment, gamma: first moment), against ``KAdam(betas=(gamma, beta))``.
+    ``timeout``: seconds for building and stepping your optimizers, all together (default 30)."""
     check = "check_adam"
     _require_callable(check, factory, "adam(params, *, lr, beta, gamma)")
+    run = _StudentCode(check, timeout)
     pairs = [(0.999, 0.9), (0.9, 0.99), (0.7, 0.5)]
     cases = [(f"Adam beta={b}, gamma={g}", [Level(gamma=g, beta=b)], dict(lr=_OPT_LR, beta=b, gamma=g))
              for b, g in pairs]
-    failed, _ = _compare_optimizer(check, "adam", lambda kw: (lambda params: factory(params, **kw)), cases)
+    failed, _ = _compare_optimizer(run, "adam", lambda kw: (lambda params: factory(params, **kw)), cases)
     if failed is not None:
         return failed
     return _result(check, True, "your Adam matches KAdam(betas=(gamma, beta)) step by step.",
                    [f"(beta, gamma) = " + ", ".join(map(str, pairs)) + f", {_OPT_STEPS} steps, float64."])
 
 
-def check_kadam(opt_factory) -> CheckResult:
+@_stops_at_time_limit
+def check_kadam(opt_factory, *, timeout: float = 30.0) -> CheckResult:
     """Check ``opt_factory(params, *, lr, levels) -> optimizer``: k-Adam (Eq. 10, App. R) for
     k = 1, 2, 3 (including a gamma = 0 level), step by step on a fixed gradient sequence, then
-    against :class:`KAdam` (float64) over 5 training steps of a small model."""
+    against :class:`KAdam` (float64) over 5 training steps of a small model.
+    ``timeout``: seconds for building, stepping and training with your optimizers, all together
+    (default 30)."""
     check = "check_kadam"
     _require_callable(check, opt_factory, "kadam(params, *, lr, levels)")
+    run = _StudentCode(check, timeout)
     cases = [
         ("k=1 (Adam)", [Level(gamma=0.9, beta=0.999)]),
         ("k=2", [Level(gamma=0.8, beta=0.95), Level(gamma=0.5, beta=0.9)]),
@@ -1162,16 +1496,18 @@ def check_kadam(opt_factory) -> CheckResult:
         ("k=3 (inverse_exp)", kadam_levels(3, beta=0.999, gamma=0.9)),
     ]
     cases = [(label, levels, dict(lr=_OPT_LR, levels=levels)) for label, levels in cases]
-    failed, _ = _compare_optimizer(check, "kadam", lambda kw: (lambda params: opt_factory(params, **kw)), cases)
+    failed, _ = _compare_optimizer(run, "kadam", lambda kw: (lambda params: opt_factory(params, **kw)), cases)
     if failed is not None:
         return failed
     levels = [Level(gamma=0.8, beta=0.95), Level(gamma=0.5, beta=0.9)]
     try:
-        diff = _small_model_match(lambda params: opt_factory(params, lr=0.05, levels=levels), levels)
-    except Exception as exc:  # noqa: BLE001
+        diff = run.call("5 training steps of a small model with kadam(params, lr=0.05, levels=...)",
+                        _small_model_match, lambda params: opt_factory(params, lr=0.05, levels=levels), levels)
+    except _Raised as err:
         return _result(check, False, f"right on the fixed gradients, but training a small model raised "
-                       f"{_describe_exception(exc)}.", ["The optimizer must work with zero_grad(), backward() and "
-                                                        "step() on the parameters of an nn.Module."])
+                       f"{_describe_exception(err.error)}.",
+                       _exception_hints(err.error) + ["The optimizer must work with zero_grad(), backward() and "
+                                                      "step() on the parameters of an nn.Module."])
     if not diff <= 1e-10:
         return _result(check, False, f"right on the fixed gradients, but training a small model drifts from "
                        f"KAdam by {_g(diff)} in 5 steps.", ["Does every parameter keep its own state?"])
@@ -1409,20 +1745,29 @@ def boundary_sweep(make_optimizer=None, *, betas, gammas, steps: int, window, se
 # ---- checks ----------------------------------------------------------------------------
 
 
-def check_make_optimizer(fn) -> CheckResult:
+@_stops_at_time_limit
+def check_make_optimizer(fn, *, timeout: float = 10.0) -> CheckResult:
     """Check ``fn(params, *, beta, gamma, lr) -> KAdam``: Adam at the paper's (beta, gamma),
-    eps = 0 (the setting of the bound), no weight decay, k = 1."""
+    eps = 0 (the setting of the bound), no weight decay, k = 1. ``timeout``: seconds for all
+    calls of ``fn`` together (default 10)."""
     check = "check_make_optimizer"
     _require_callable(check, fn, "make_optimizer(params, *, beta, gamma, lr)")
+    run = _StudentCode(check, timeout)
+    _preload_torch_optim()
     for beta, gamma, lr in [(0.5, 0.8, 0.01), (0.999, 0.9, 0.001), (0.3, 0.0, 0.1)]:
         params = [torch.zeros(3, dtype=torch.float64, requires_grad=True)]
+        call = f"make_optimizer(params, beta={beta}, gamma={gamma}, lr={lr})"
         try:
-            opt = _quiet(fn, params, beta=beta, gamma=gamma, lr=lr)
-        except Exception as exc:  # noqa: BLE001
-            return _result(check, False, f"make_optimizer(params, beta={beta}, gamma={gamma}, lr={lr}) raised "
-                           f"{_describe_exception(exc)}.")
+            opt = run.call(call, fn, params, beta=beta, gamma=gamma, lr=lr)
+        except _Raised as err:
+            return _result(check, False, f"{call} raised {_describe_exception(err.error)}.",
+                           _exception_hints(err.error))
         if opt is None:
             return _not_answered(check, "make_optimizer")
+        if isinstance(opt, numbers.Number):
+            kind = "complex " if isinstance(opt, numbers.Complex) and not isinstance(opt, numbers.Real) else ""
+            return _result(check, False, f"make_optimizer returned the {kind}number {opt!r}, not an optimizer: "
+                           "return a kadam_edu.KAdam built from the real numbers beta, gamma and lr it is given.")
         if not isinstance(opt, KAdam):
             return _result(check, False, f"make_optimizer returned {type(opt).__name__}; return a kadam_edu.KAdam "
                            "(its last_max_update is what the sweep records).")
@@ -1471,22 +1816,28 @@ def _slope_cases():
     ]
 
 
-def check_log_slope(fn) -> CheckResult:
+@_stops_at_time_limit
+def check_log_slope(fn, *, timeout: float = 10.0) -> CheckResult:
     """Check ``fn(max_update, start, stop) -> float``: the least-squares slope of
-    ln(max_update[n]) over start <= n < stop, using only positive finite values."""
+    ln(max_update[n]) over start <= n < stop, using only positive finite values (the slope
+    is finite on every test sequence). ``timeout``: seconds for all calls of ``fn`` together
+    (default 10)."""
     check = "check_log_slope"
     _require_callable(check, fn, "log_slope(max_update, start, stop)")
+    run = _StudentCode(check, timeout)
     student, reference = [], []
     cases = _slope_cases()
     for label, mu, start, stop in cases:
+        where = f"on {label} (start={start}, stop={stop})"
         try:
-            value = _quiet(fn, mu.copy(), start, stop)
-            student.append(_to_float(value))
+            student.append(_to_float(run.call(f"log_slope {where}", fn, mu.copy(), start, stop)))
         except NotAnswered:
             return _not_answered(check, "log_slope")
-        except Exception as exc:  # noqa: BLE001
-            return _result(check, False, f"log_slope raised {_describe_exception(exc)} on {label} "
-                           f"(start={start}, stop={stop}).")
+        except _Raised as err:
+            return _result(check, False, f"log_slope raised {_describe_exception(err.error)} {where}.",
+                           _exception_hints(err.error))
+        except TypeError as err:
+            return _result(check, False, f"log_slope {where} {err}.")
         reference.append(_reference_log_slope(mu, start, stop))
     wrong = [not _agree(s, r, rtol=1e-6, atol=1e-12) for s, r in zip(student, reference)]
     if not any(wrong):
@@ -1495,7 +1846,8 @@ def check_log_slope(fn) -> CheckResult:
     i = wrong.index(True)
     label, mu, start, stop = cases[i]
     yours, right = _pair(student[i], reference[i])
-    example = f"On {label} (start={start}, stop={stop}): yours {yours}, expected {right}."
+    example = [f"On {label} (start={start}, stop={stop}): yours {yours}, expected {right}.",
+               *_nonfinite_note(student[i])]
     s, r = np.array(student), np.array(reference)
     with np.errstate(all="ignore"):
         q = s / r
@@ -1503,11 +1855,12 @@ def check_log_slope(fn) -> CheckResult:
     for base, name in ((10, "ln(10)"), (2, "ln(2)")):
         if len(q) >= 3 and np.allclose(q, 1 / math.log(base), rtol=1e-6):
             return _result(check, False, f"your slopes are 1/{name} of the true ones: use the natural logarithm.",
-                           [example])
+                           example)
 
     def ex(k):
         yours, right = _pair(student[k], reference[k])
-        return [f"On {cases[k][0]} (start={cases[k][2]}, stop={cases[k][3]}): yours {yours}, expected {right}."]
+        return [f"On {cases[k][0]} (start={cases[k][2]}, stop={cases[k][3]}): yours {yours}, expected {right}.",
+                *_nonfinite_note(student[k])]
 
     if wrong[0]:
         return _result(check, False, "wrong even on an exact exponential 0.7 exp(0.03 n): fit ln(max_update) "
@@ -1526,7 +1879,7 @@ def check_log_slope(fn) -> CheckResult:
     if wrong[3]:
         return _result(check, False, "a run that stopped early leaves nan in max_update: fit only the finite, "
                        "positive values inside the window.", ex(3))
-    return _result(check, False, "your slopes differ from the least-squares slopes of ln ||u_n||.", [example])
+    return _result(check, False, "your slopes differ from the least-squares slopes of ln ||u_n||.", example)
 
 
 _LABELS = ("stable", "unstable")
@@ -1667,11 +2020,15 @@ def check_boundary(estimates, *, tolerance: float = 0.02, threshold: float | Non
     if not estimates:
         raise ValueError("estimates is empty: give one entry per beta of your sweep, {beta: gamma where growth starts}")
     items = []
+    def complex_note(x) -> str:
+        return (", a complex number: beta and gamma are real" if isinstance(x, numbers.Complex)
+                and not isinstance(x, numbers.Real) else "")
+
     for b, g in estimates.items():
         if isinstance(b, bool) or not isinstance(b, numbers.Real) or not 0 < b < 1:
-            raise ValueError(f"each key must be a beta in (0, 1); got {b!r}")
+            raise ValueError(f"each key must be a beta in (0, 1); got {b!r}{complex_note(b)}")
         if g is not None and (isinstance(g, bool) or not isinstance(g, numbers.Real) or not 0 <= g <= 1):
-            raise ValueError(f"each value must be a gamma in [0, 1] or None; got {g!r} for beta={b}")
+            raise ValueError(f"each value must be a gamma in [0, 1] or None; got {g!r}{complex_note(g)} for beta={b}")
         items.append((float(b), None if g is None else float(g)))
     items.sort()
     found = [(b, g) for b, g in items if g is not None]
