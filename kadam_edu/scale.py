@@ -19,6 +19,8 @@ import random
 import numpy as np
 import torch
 
+from kadam_edu import validate
+
 __all__ = ["SCALES", "resolve_scale", "pick_device", "seed_everything", "describe"]
 
 SCALES = ("smoke", "cpu", "paper")
@@ -38,25 +40,50 @@ def resolve_scale(scale: str | None = "auto") -> str:
     return scale
 
 
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """The given device, else CUDA, then MPS, then CPU."""
+    """The given device, else CUDA, then MPS, then CPU.
+
+    A given device must be "cpu", "cuda[:N]" or "mps" and be present on this machine; otherwise
+    ValueError (before anything is built on it).
+    """
     if device is not None:
         try:
-            return torch.device(device)
+            dev = torch.device(device)
         except (RuntimeError, TypeError) as e:
             raise ValueError(f"device must be a torch device string such as 'cpu' or 'cuda:0'; got {device!r}") from e
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(f"device {str(dev)!r} was asked for but CUDA is not available here; "
+                                 "use 'cpu' or leave device unset")
+            count = torch.cuda.device_count()
+            if dev.index is not None and dev.index >= count:
+                raise ValueError(f"device {str(dev)!r} was asked for but this machine has {count} CUDA devices "
+                                 f"(cuda:0 .. cuda:{count - 1})")
+        elif dev.type == "mps":
+            if not _mps_available():
+                raise ValueError(f"device {str(dev)!r} was asked for but MPS is not available here; "
+                                 "use 'cpu' or leave device unset")
+        elif dev.type != "cpu":
+            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}")
+        return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
+    if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed python, numpy and torch; return a CPU ``torch.Generator`` seeded with ``seed`` for data."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    """Seed python, numpy and torch; return a CPU ``torch.Generator`` seeded with ``seed`` for data.
+
+    ``seed``: an int in [0, 2**63 - 1] (:func:`kadam_edu.validate.seed`).
+    """
+    seed = validate.seed("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -12,9 +12,12 @@ the book adds (``kind="book"``, with the chapter that uses them: ``level_bounds`
 :class:`Result` carries, which is also the key of its plot in ``kadam_edu.plots.PLOTTERS``.
 
 Every function takes ``scale`` ("smoke", "cpu", "paper" or "auto"), ``seed``, ``device``,
-``progress`` and keyword overrides of its preset (an unknown key is refused, and the message
-lists the keys). The sweeps (``Figure.sweep``) also take ``shard`` ("I/N", for sweeps split
-across jobs; join with :func:`merge`); :func:`reproduce` refuses a shard for any other.
+``progress`` and keyword overrides of its preset, all checked before anything runs: an unknown
+key is refused with the list of keys, a bad value or a clash between keys with a message that
+names them (each preset key has a spec, :class:`~kadam_edu.experiments.common.Presets`); a bad
+``seed`` (an int in [0, 2**63 - 1]) or an unavailable ``device`` (where one is used) likewise. The sweeps
+(``Figure.sweep``) also take ``shard`` ("I/N", for sweeps split across jobs; join with
+:func:`merge`); :func:`reproduce` refuses a shard for any other.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import importlib
 import inspect
 from dataclasses import dataclass, field
 
+from kadam_edu import validate
 from kadam_edu.experiments.result import Result, merge, parse_shard, provenance
 
 __all__ = ["FIGURES", "Figure", "Result", "merge", "reproduce", "get", "parse_shard", "provenance"]
@@ -122,10 +126,15 @@ def reproduce(name: str, scale="auto", **kwargs) -> Result:
     """Run figure ``name`` at ``scale`` (keyword arguments go to its function).
 
     ``shard=None`` is dropped for a function without a ``shard`` parameter; any other shard of
-    a figure that is not a sweep is refused with a ValueError.
+    a figure that is not a sweep is refused with a ValueError. An unknown name, a bad ``seed``
+    (an int in [0, 2**63 - 1]) and bad settings are refused before anything runs.
     """
+    if not isinstance(name, str):
+        raise ValueError(f"unknown figure {name!r}; choose one of {sorted(FIGURES, key=_order)}")
     fn = get(name)
     figure = FIGURES[name]
+    if "seed" in kwargs:
+        validate.seed("seed", kwargs["seed"])
     if "shard" in kwargs:
         if kwargs["shard"] is not None and not figure.sweep:
             raise ValueError(f"{name} is not a sweep: it runs as one job; shard must be None, got {kwargs['shard']!r} "

@@ -20,22 +20,45 @@ import time
 import numpy as np
 import torch
 
+from kadam_edu import validate
 from kadam_edu.data import get_batch
-from kadam_edu.experiments.common import CharTask, settings_for
+from kadam_edu.experiments.common import CHAR_SPEC, CharTask, Presets, check_model_overrides, settings_for
 from kadam_edu.experiments.result import Result, parse_shard, provenance
 from kadam_edu.models import GPT
 from kadam_edu.optim import KAdam
 from kadam_edu.scale import pick_device, seed_everything
 from kadam_edu.sharpness import adam_stability_threshold, preconditioned_sharpness
 from kadam_edu.train import _progress_default, train
+from kadam_edu.validate import Int, ListOf, Real
 
 __all__ = ["eos", "EOS", "eos_summary"]
+
+#: Specs of the keys of :data:`EOS` (CHAR_SPEC: the char GPT's).
+SPEC = dict(
+    CHAR_SPEC,
+    lrs=ListOf(Real(0, lo_open=True, meaning="learning rates"), min_len=0),
+    minibatch_lrs=ListOf(Real(0, lo_open=True, meaning="learning rates"), min_len=0),
+    measure_every=Int(1, meaning="steps between measurements"),
+    lanczos_iters=Int(1),
+    tail=Real(0, 1, lo_open=True, meaning="the fraction of measurements summarised"),
+    arrive=Real(0, lo_open=True, meaning="S / threshold that counts as arrived"),
+)
+
+
+def _rules(config: dict) -> None:
+    """Rules between the keys of :data:`EOS` (each key has passed its spec)."""
+    if not config["lrs"] and not config["minibatch_lrs"]:
+        raise ValueError("need at least one run: lrs and minibatch_lrs are both empty")
+    if config["measure_every"] > config["steps"]:
+        raise ValueError(f"measure_every ({config['measure_every']}) must be <= steps ({config['steps']})")
+    check_model_overrides(config)
+
 
 #: lrs: the full-batch runs; minibatch_lrs: runs on random batches (measured on the fixed batch).
 #: tail: the last fraction of the measurements summarised; arrive: the ratio S / threshold that
 #: counts as having reached the edge. Dropout is off: a random loss has no Hessian. On the cpu
 #: model the top eigenvalue is well separated: Lanczos agrees to ~1e-5 (relative) after 10 steps.
-EOS = {
+EOS = Presets("eos", {
     "paper": dict(model="paper", model_overrides={"dropout": 0.0}, batch_size=64, lrs=[1e-4, 3e-4, 1e-3],
                   minibatch_lrs=[3e-4], beta=0.999, gamma=0.9, steps=1000, measure_every=50, lanczos_iters=20,
                   tail=0.5, arrive=0.9),
@@ -45,26 +68,7 @@ EOS = {
     "smoke": dict(model="smoke", model_overrides={"dropout": 0.0}, batch_size=8, lrs=[1e-3, 1e-2],
                   minibatch_lrs=[1e-2], beta=0.999, gamma=0.9, steps=30, measure_every=10, lanczos_iters=6,
                   tail=0.5, arrive=0.9),
-}
-
-
-def _check_config(config: dict) -> None:
-    for key in ("lrs", "minibatch_lrs"):
-        lrs = config[key]
-        if not isinstance(lrs, (list, tuple)) or not all(isinstance(x, (int, float)) and x > 0 for x in lrs):
-            raise ValueError(f"{key} must be a list of learning rates > 0; got {lrs!r}")
-    if not config["lrs"] and not config["minibatch_lrs"]:
-        raise ValueError("need at least one run: lrs and minibatch_lrs are both empty")
-    for key in ("steps", "measure_every", "lanczos_iters", "batch_size"):
-        v = config[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{key} must be a positive int; got {v!r}")
-    if config["measure_every"] > config["steps"]:
-        raise ValueError(f"measure_every ({config['measure_every']}) must be <= steps ({config['steps']})")
-    if not 0 < config["tail"] <= 1:
-        raise ValueError(f"tail must be in (0, 1]; got {config['tail']!r}")
-    if not config["arrive"] > 0:
-        raise ValueError(f"arrive must be > 0; got {config['arrive']!r}")
+}, spec=SPEC, rules=_rules)
 
 
 def eos_summary(steps: np.ndarray, ratio: np.ndarray, *, tail: float, arrive: float) -> dict:
@@ -95,9 +99,7 @@ def eos(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overr
     ``shard`` ("I/N") runs every N-th point, as in the paper's sweeps.
     """
     scale, config = settings_for(EOS, scale, overrides)
-    _check_config(config)
-    shard = parse_shard(shard)
-    device = pick_device(device)
+    seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
     task = CharTask(config, device)
     fixed = get_batch(task.corpus.train, block_size=task.gpt.block_size, batch_size=config["batch_size"],
                       generator=torch.Generator().manual_seed(seed + 7919), device=device)
@@ -156,7 +158,7 @@ def eos(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overr
                        f"p{i}/loss": np.asarray(losses, dtype=float)})
     if bar is not None:
         bar.close()
-    data = {"points": points, "threshold_formula": "(2 + 2 gamma) / ((1 - gamma) lr)",
+    data = {"points": points, "sweep_size": len(runs), "threshold_formula": "(2 + 2 gamma) / ((1 - gamma) lr)",
             "measured_on": f"one fixed batch of {config['batch_size']} x {task.gpt.block_size} tokens"}
     return Result(figure="eos", scale=scale, config=config, data=data, arrays=arrays,
                   provenance=provenance(scale=scale, device=device, seed=seed, shard=shard))

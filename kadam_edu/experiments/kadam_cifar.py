@@ -40,19 +40,59 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kadam_edu import validate
 from kadam_edu.data import ImageData, cifar10_or_standin, image_batches, synthetic_cifar10
-from kadam_edu.experiments.common import point_seed, settings_for, sweep
+from kadam_edu.experiments.common import CHAR_SPEC, Presets, check_model_overrides, point_seed, settings_for, sweep
 from kadam_edu.experiments.result import Result, parse_shard
-from kadam_edu.models import CIFARNet, cnn_config
+from kadam_edu.models import CNN_PRESETS, CIFARNet, cnn_config
 from kadam_edu.optim import STRATEGIES, KAdam, kadam_levels
 from kadam_edu.scale import pick_device, seed_everything
 from kadam_edu.train import TrainRecord, train, warmup_cosine
+from kadam_edu.validate import Bool, Choice, Dict, Int, ListOf, Optional, Real
 
 __all__ = ["fig2", "best_by_k", "evaluate_accuracy", "sweep_configs", "load_images", "FIG2"]
 
 REFERENCE = (0.999, 0.9)  # (beta, gamma) of App. H: "(beta~, gamma~) = (0.999, 0.9)"
 
-FIG2 = {
+#: Specs of the keys of :data:`FIG2`.
+SPEC = {
+    "ks": ListOf(Int(1), unique=True),
+    "strategies": ListOf(Choice(tuple(STRATEGIES), "Section 4.2")),
+    "lrs": ListOf(Real(0, lo_open=True, meaning="learning rates")),
+    "weight_decays": ListOf(Real(0, meaning="decoupled weight decays")),
+    "beta": CHAR_SPEC["beta"],
+    "gamma": CHAR_SPEC["gamma"],
+    "coupled": Bool("True: Adam-style L2, False: AdamW-style decoupled decay"),
+    "epochs": Int(1),
+    "warmup_epochs": Real(0, meaning="epochs of linear warmup, < epochs"),
+    "min_lr_factor": Real(0, 1, meaning="App. H: 0.1, i.e. decay to lr/10"),
+    "eval_every": Int(1, meaning="epochs between evaluations"),
+    "batch_size": Int(1),
+    "eval_batch_size": Int(1),
+    "model": Choice(tuple(CNN_PRESETS), "a CNN preset of kadam_edu.models"),
+    "model_overrides": Dict("CNNConfig fields"),
+    "augment": Bool(),
+    "data": Choice(("cifar10", "auto", "synthetic")),
+    "download": Bool(),
+    "n_train": Optional(Int(1), "all"),
+    "n_test": Optional(Int(1), "all"),
+}
+
+
+def _rules(config: dict) -> None:
+    """Rules between the keys of :data:`FIG2` (each key has passed its spec)."""
+    if not config["warmup_epochs"] < config["epochs"]:
+        raise ValueError(f"warmup_epochs must be a number in [0, epochs={config['epochs']}); "
+                         f"got {config['warmup_epochs']!r}")
+    if config["data"] == "synthetic" and (config["n_train"] is None or config["n_test"] is None):
+        raise ValueError("data='synthetic' needs n_train and n_test")
+    check_model_overrides(config, builder=cnn_config)
+    for k in config["ks"]:
+        for s in config["strategies"]:
+            kadam_levels(k, beta=config["beta"], gamma=config["gamma"], strategy=s)  # levels stay in range
+
+
+FIG2 = Presets("fig2", {
     # App. H, "Figure 2": k = 1..10, four strategies, 6 x 5 lr/wd sweep, 100 epochs, eval every 5,
     # batch 512, warmup 2 epochs then cosine to lr/10. Real CIFAR-10 (falls back loudly).
     # App. H does not mention augmentation; random flips and 4-px crops are our choice.
@@ -87,7 +127,7 @@ FIG2 = {
         model="smoke", model_overrides={}, augment=False,
         data="synthetic", download=False, n_train=256, n_test=128,
     ),
-}
+}, spec=SPEC, rules=_rules)
 
 SHARED_K1 = (
     "k = 1 is Adam/AdamW under every strategy, so each (lr, weight_decay) is trained once at k = 1; "
@@ -185,54 +225,6 @@ def sweep_configs(config: dict) -> list[dict]:
     return out
 
 
-def _check_config(config: dict) -> None:
-    def nonempty(name):
-        v = config[name]
-        if not isinstance(v, (list, tuple)) or not v:
-            raise ValueError(f"{name} must be a non-empty list; got {v!r}")
-        return v
-
-    for k in nonempty("ks"):
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"ks must hold positive ints; got {config['ks']!r}")
-    if len(set(config["ks"])) != len(config["ks"]):
-        raise ValueError(f"ks has repeats: {config['ks']!r}")
-    for s in nonempty("strategies"):
-        if s not in STRATEGIES:
-            raise ValueError(f"strategies must be among {list(STRATEGIES)} (Section 4.2); got {s!r}")
-    for name in ("lrs", "weight_decays"):
-        for v in nonempty(name):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name} must hold finite numbers >= 0; got {config[name]!r}")
-    for name in ("epochs", "eval_every", "batch_size", "eval_batch_size"):
-        v = config[name]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int; got {v!r}")
-    w = config["warmup_epochs"]
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < config["epochs"]:
-        raise ValueError(f"warmup_epochs must be a number in [0, epochs={config['epochs']}); got {w!r}")
-    f = config["min_lr_factor"]
-    if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f <= 1:
-        raise ValueError(f"min_lr_factor must be in [0, 1] (App. H: 0.1, i.e. decay to lr/10); got {f!r}")
-    if config["data"] not in ("cifar10", "auto", "synthetic"):
-        raise ValueError(f"data must be 'cifar10', 'auto' or 'synthetic'; got {config['data']!r}")
-    for name in ("n_train", "n_test"):
-        v = config[name]
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"{name} must be None (all) or a positive int; got {v!r}")
-    if config["data"] == "synthetic" and (config["n_train"] is None or config["n_test"] is None):
-        raise ValueError("data='synthetic' needs n_train and n_test")
-    for name in ("coupled", "augment", "download"):
-        if not isinstance(config[name], bool):
-            raise ValueError(f"{name} must be True or False; got {config[name]!r}")
-    if not isinstance(config["model_overrides"], dict):
-        raise ValueError(f"model_overrides must be a dict of CNNConfig fields; got {config['model_overrides']!r}")
-    cnn_config(config["model"], **config["model_overrides"])  # validates the model settings
-    for k in config["ks"]:
-        for s in config["strategies"]:
-            kadam_levels(k, beta=config["beta"], gamma=config["gamma"], strategy=s)  # validates beta, gamma
-
-
 def _subset(data: ImageData, n_train: int | None, n_test: int | None, seed: int) -> ImageData:
     """A fixed random subset (the same for every point) of real CIFAR-10, labelled as such."""
     g = torch.Generator().manual_seed(seed)
@@ -316,9 +308,7 @@ def fig2(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
     See the module docstring for what each point records, and :func:`best_by_k` for the table.
     """
     scale, config = settings_for(FIG2, scale, overrides)
-    _check_config(config)
-    shard = parse_shard(shard)
-    device = pick_device(device)
+    seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
     images, fallback = load_images(config, seed=seed)
     images = _on(images, device)
     model_cfg = cnn_config(config["model"], **config["model_overrides"])

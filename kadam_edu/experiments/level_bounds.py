@@ -26,20 +26,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from kadam_edu import bounds
-from kadam_edu.experiments.common import CharTask, settings_for
+from kadam_edu import bounds, validate
+from kadam_edu.experiments.common import CHAR_SPEC, CharTask, Presets, settings_for
 from kadam_edu.experiments.result import Result, provenance
 from kadam_edu.levels import bound_ratios, level_bounds as _level_bounds
 from kadam_edu.models import GPT
 from kadam_edu.optim import STRATEGIES, KAdam, kadam_levels
 from kadam_edu.scale import pick_device, seed_everything
 from kadam_edu.train import train
+from kadam_edu.validate import Choice, Int, ListOf
 
 __all__ = ["LEVEL_BOUNDS", "level_bounds"]
 
 _ALL = list(STRATEGIES)
 
-LEVEL_BOUNDS = {
+#: Specs of the keys of :data:`LEVEL_BOUNDS` (CHAR_SPEC: the char GPT's).
+SPEC = dict(CHAR_SPEC, k=Int(1, meaning="levels"), strategies=ListOf(Choice(tuple(STRATEGIES), "Section 4.2")))
+
+
+def _rules(config: dict) -> None:
+    """Rule: every strategy maps (beta, gamma) to levels inside the decays' ranges."""
+    for s in config["strategies"]:
+        kadam_levels(config["k"], beta=config["beta"], gamma=config["gamma"], strategy=s)
+
+
+LEVEL_BOUNDS = Presets("level_bounds", {
     # App. H's char GPT and lr, k = 3, every strategy. ~1 min on one GPU.
     "paper": dict(model="paper", batch_size=64, lr=1e-3, steps=1000, k=3, strategies=_ALL,
                   beta=0.999, gamma=0.9, weight_decay=0.0),
@@ -49,25 +60,7 @@ LEVEL_BOUNDS = {
                 beta=0.999, gamma=0.9, weight_decay=0.0),
     "smoke": dict(model="smoke", batch_size=8, lr=1e-3, steps=30, k=3, strategies=_ALL,
                   beta=0.999, gamma=0.9, weight_decay=0.0),
-}
-
-
-def _check_config(config: dict) -> None:
-    steps = config["steps"]
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int; got {steps!r}")
-    strategies = config["strategies"]
-    if not isinstance(strategies, (list, tuple)) or not strategies:
-        raise ValueError(f"strategies must be a non-empty list of {_ALL}; got {strategies!r}")
-    for s in strategies:
-        if s not in STRATEGIES:
-            raise ValueError(f"strategies must be among {_ALL} (Section 4.2); got {s!r}")
-    for s in strategies:
-        kadam_levels(config["k"], beta=config["beta"], gamma=config["gamma"], strategy=s)  # validates k, beta, gamma
-    for name in ("lr", "weight_decay"):
-        v = config[name]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
-            raise ValueError(f"{name} must be a finite number >= 0; got {v!r}")
+}, spec=SPEC, rules=_rules)
 
 
 def level_bounds(scale="auto", *, seed: int = 0, device=None, progress=None, **overrides) -> Result:
@@ -79,8 +72,7 @@ def level_bounds(scale="auto", *, seed: int = 0, device=None, progress=None, **o
     apply whatever the decay. Returns a :class:`Result` (see the module docstring).
     """
     scale, config = settings_for(LEVEL_BOUNDS, scale, overrides)
-    _check_config(config)
-    device = pick_device(device)
+    seed, device = validate.seed("seed", seed), pick_device(device)
     task = CharTask(config, device)
     points, arrays = [], {}
     for i, strategy in enumerate(config["strategies"]):

@@ -31,32 +31,20 @@ import time
 import numpy as np
 import torch
 
-from kadam_edu import bounds, scaling, sde
+from kadam_edu import bounds, scaling, sde, validate
 from kadam_edu.data import get_batch, load_shakespeare
-from kadam_edu.experiments.common import settings_for
+from kadam_edu.experiments.common import CHAR_SPEC, Presets, check_model_overrides, settings_for
 from kadam_edu.experiments.result import Result, provenance
-from kadam_edu.models import GPT, gpt_config
+from kadam_edu.models import GPT, GPT_PRESETS, gpt_config
 from kadam_edu.optim import KAdam
 from kadam_edu.scale import pick_device, seed_everything
 from kadam_edu.train import train
+from kadam_edu.validate import Choice, Int, ListOf, Optional, Real, Seed
 
 __all__ = ["SDE", "BATCH", "STABILITY", "sde_vs_discrete", "batch_scaling", "scaling_stability",
            "fitted_log_slope", "curve_mismatch"]
 
 # --------------------------------------------------------------------------- SDE vs discrete
-
-#: The noisy quadratic and the SDE constants held fixed while lr shrinks. lrs: decreasing, each
-#: lr^2 a whole multiple of dt = min(lrs)^2 / sde_refine; record_dt: a multiple of max(lrs)^2.
-#: With c1 = 10, c2 = 1, lr = 0.1 is gamma = 0.9, beta = 0.99 (sigma = sigma0 / lr = 10).
-SDE = {
-    "paper": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
-                  eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05, 0.025, 0.0125], sde_refine=2,
-                  paths=16384),
-    "cpu": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
-                eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05, 0.025], sde_refine=2, paths=4096),
-    "smoke": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
-                  eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05], sde_refine=2, paths=256),
-}
 
 
 def _whole(name: str, ratio: float) -> int:
@@ -64,6 +52,51 @@ def _whole(name: str, ratio: float) -> int:
     if k < 1 or abs(ratio - k) > 1e-9 * max(1.0, ratio):
         raise ValueError(f"{name} must be a whole number >= 1; got {ratio!r} (adjust horizon, record_dt or lrs)")
     return int(k)
+
+
+def _sde_plan(config: dict) -> tuple[dict, float, int, int, list[dict]]:
+    """The time grid of an :data:`SDE` config, checked before anything runs: (consts, dt, SDE steps,
+    SDE record interval, per lr {lr, hp, steps, record_every, substeps})."""
+    dim = len(config["curvature"])
+    for key in ("noise_var", "theta0"):
+        if len(config[key]) != dim:
+            raise ValueError(f"{key} must have one entry per dimension of curvature ({dim}); got {config[key]!r}")
+    lrs = [float(x) for x in config["lrs"]]
+    consts = {k: float(config[k]) for k in ("c1", "c2", "sigma0", "eps0")}
+    dt = min(lrs) ** 2 / config["sde_refine"]
+    horizon, record_dt = float(config["horizon"]), float(config["record_dt"])
+    sde_steps, sde_every = _whole("horizon / dt", horizon / dt), _whole("record_dt / dt", record_dt / dt)
+    runs = [dict(lr=lr, hp=sde.discrete_hyperparameters(lr=lr, **consts),
+                 steps=_whole("horizon / lr^2", horizon / lr**2), record_every=_whole("record_dt / lr^2", record_dt / lr**2),
+                 substeps=sde.substeps_for(lr, dt)) for lr in lrs]
+    return consts, dt, sde_steps, sde_every, runs
+
+
+#: The noisy quadratic and the SDE constants held fixed while lr shrinks. lrs: decreasing, each
+#: lr^2 a whole multiple of dt = min(lrs)^2 / sde_refine; record_dt: a multiple of max(lrs)^2.
+#: With c1 = 10, c2 = 1, lr = 0.1 is gamma = 0.9, beta = 0.99 (sigma = sigma0 / lr = 10).
+SDE = Presets("noise_sde", {
+    "paper": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
+                  eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05, 0.025, 0.0125], sde_refine=2,
+                  paths=16384),
+    "cpu": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
+                eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05, 0.025], sde_refine=2, paths=4096),
+    "smoke": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
+                  eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05], sde_refine=2, paths=256),
+}, spec={
+    "curvature": ListOf(Real(0, lo_open=True, meaning="the diagonal Hessian h")),
+    "noise_var": ListOf(Real(0, meaning="the diagonal per-sample gradient covariance")),
+    "theta0": ListOf(Real()),
+    "c1": Real(0, lo_open=True, meaning="(1 - gamma) / lr^2"),
+    "c2": Real(0, lo_open=True, meaning="(1 - beta) / lr^2"),
+    "sigma0": Real(0, meaning="sigma lr"),
+    "eps0": Real(0, meaning="eps lr"),
+    "horizon": Real(0, lo_open=True, meaning="SDE time"),
+    "record_dt": Real(0, lo_open=True, meaning="SDE time between records"),
+    "lrs": ListOf(Real(0, lo_open=True, meaning="learning rates")),
+    "sde_refine": Int(1, meaning="SDE steps per step of the smallest lr"),
+    "paths": Int(1),
+}, rules=_sde_plan)
 
 
 def sde_vs_discrete(scale="auto", *, seed=0, device=None, progress=None, **overrides) -> Result:
@@ -76,15 +109,11 @@ def sde_vs_discrete(scale="auto", *, seed=0, device=None, progress=None, **overr
     ``device`` is ignored (these runs are small and use the CPU in float64).
     """
     scale, config = settings_for(SDE, scale, overrides)
-    lrs = [float(x) for x in config["lrs"]]
-    if len(lrs) < 1 or any(x <= 0 for x in lrs):
-        raise ValueError(f"lrs must be a non-empty list of learning rates > 0; got {config['lrs']!r}")
+    seed = validate.seed("seed", seed)
+    consts, dt, sde_steps, sde_every, runs = _sde_plan(config)
+    lrs = [r["lr"] for r in runs]
     problem = sde.NoisyQuadratic(config["curvature"], config["noise_var"])
-    consts = {k: float(config[k]) for k in ("c1", "c2", "sigma0", "eps0")}
-    dt = min(lrs) ** 2 / _whole("sde_refine", config["sde_refine"])
-    horizon, record_dt = float(config["horizon"]), float(config["record_dt"])
-    sde_steps, sde_every = _whole("horizon / dt", horizon / dt), _whole("record_dt / dt", record_dt / dt)
-    common = dict(paths=int(config["paths"]), seed=seed)
+    common = dict(paths=config["paths"], seed=seed)
     arrays, errors, order, seconds = {}, {}, {}, {}
     for alg in ("adam", "rmsprop"):
         t0 = time.perf_counter()
@@ -96,13 +125,12 @@ def sde_vs_discrete(scale="auto", *, seed=0, device=None, progress=None, **overr
         arrays[f"{alg}/sde_mean"], arrays[f"{alg}/sde_var"] = ref.mean_loss, ref.var_loss
         arrays["times"] = ref.times
         errors[alg] = []
-        for i, lr in enumerate(lrs):
-            hp = sde.discrete_hyperparameters(lr=lr, **consts)
+        for i, plan in enumerate(runs):
+            lr, hp = plan["lr"], dict(plan["hp"])
             if alg == "rmsprop":
                 hp["gamma"] = 0.0
-            run = sde.discrete_adam(problem, config["theta0"], lr=lr, **hp, steps=_whole("horizon / lr^2", horizon / lr**2),
-                                    record_every=_whole("record_dt / lr^2", record_dt / lr**2),
-                                    substeps=sde.substeps_for(lr, dt), **common)
+            run = sde.discrete_adam(problem, config["theta0"], lr=lr, **hp, steps=plan["steps"],
+                                    record_every=plan["record_every"], substeps=plan["substeps"], **common)
             err = sde.moment_errors(ref, run)
             arrays[f"{alg}/lr{i}_mean"], arrays[f"{alg}/lr{i}_var"] = run.mean_loss, run.var_loss
             errors[alg].append({"lr": lr, "beta": hp["beta"], "gamma": hp["gamma"], "sigma": hp["sigma"],
@@ -125,14 +153,39 @@ def sde_vs_discrete(scale="auto", *, seed=0, device=None, progress=None, **overr
 #: runs samples / (kappa base_batch) steps. Validation loss on eval_batches fixed batches of
 #: eval_batch_size, at `evals` equally spaced sample counts. floor_seed: a second kappa = 1 run
 #: with another seed, whose mismatch with the first is the seed-to-seed floor.
-BATCH = {
+def _batch_rules(config: dict) -> None:
+    """Rules between the keys of :data:`BATCH` (each key has passed its spec)."""
+    kappas, base_batch, samples, evals = config["kappas"], config["base_batch"], config["samples"], config["evals"]
+    if kappas[0] != 1:
+        raise ValueError(f"kappas must be ints >= 1 starting with 1 (the base batch); got {kappas!r}")
+    base = dict(lr=config["lr"], beta=config["beta"], gamma=config["gamma"], eps=config["eps"])
+    for k in kappas:
+        if samples % (base_batch * k * evals):
+            raise ValueError(f"samples ({samples}) must be a multiple of base_batch * kappa * evals "
+                             f"({base_batch} * {k} * {evals}) so every run is evaluated at the same sample counts")
+        for rule in RULES.values():
+            rule(k, **base)  # the scaled hyperparameters stay in range
+    check_model_overrides(config)
+
+
+BATCH = Presets("noise_batch_scaling", {
     "paper": dict(model="paper", model_overrides={"dropout": 0.0}, base_batch=16, samples=64_000, lr=2e-3, beta=0.999,
                   gamma=0.95, eps=1e-8, kappas=[1, 2, 4, 8], evals=10, eval_batches=20, eval_batch_size=64, floor_seed=1),
     "cpu": dict(model="cpu", model_overrides={}, base_batch=4, samples=12_800, lr=2e-3, beta=0.999, gamma=0.95,
                 eps=1e-8, kappas=[1, 2, 4], evals=8, eval_batches=8, eval_batch_size=32, floor_seed=1),
     "smoke": dict(model="smoke", model_overrides={}, base_batch=2, samples=384, lr=2e-3, beta=0.999, gamma=0.95,
                   eps=1e-8, kappas=[1, 2, 4], evals=4, eval_batches=2, eval_batch_size=8, floor_seed=1),
-}
+}, spec=dict(
+    CHAR_SPEC,
+    base_batch=Int(1, meaning="the batch B of kappa = 1"),
+    samples=Int(1, meaning="samples each run sees"),
+    eps=Real(0),
+    kappas=ListOf(Int(1, meaning="batch multipliers")),
+    evals=Int(1, meaning="evaluations per run"),
+    eval_batches=Int(1),
+    eval_batch_size=Int(1),
+    floor_seed=Optional(Seed(), "no second kappa = 1 run"),
+), rules=_batch_rules)
 
 RULES = {"sqrt": scaling.square_root_rule, "linear": scaling.linear_rule}
 
@@ -172,17 +225,10 @@ def batch_scaling(scale="auto", *, seed=0, device=None, progress=None, **overrid
     ``.../eval_loss`` and ``floor/eval_loss``.
     """
     scale, config = settings_for(BATCH, scale, overrides)
-    device = pick_device(device)
-    kappas = [int(k) for k in config["kappas"]]
-    if not kappas or kappas[0] != 1 or any(k < 1 for k in kappas):
-        raise ValueError(f"kappas must be ints >= 1 starting with 1 (the base batch); got {config['kappas']!r}")
+    seed, device = validate.seed("seed", seed), pick_device(device)
+    kappas, base_batch, samples, evals = config["kappas"], config["base_batch"], config["samples"], config["evals"]
     corpus = load_shakespeare()
-    gpt = gpt_config(config["model"], **config.get("model_overrides", {}))
-    base_batch, samples, evals = int(config["base_batch"]), int(config["samples"]), int(config["evals"])
-    for k in kappas:
-        if samples % (base_batch * k * evals):
-            raise ValueError(f"samples ({samples}) must be a multiple of base_batch * kappa * evals "
-                             f"({base_batch} * {k} * {evals}) so every run is evaluated at the same sample counts")
+    gpt = gpt_config(config["model"], **config["model_overrides"])
 
     def evaluate(model):  # the same validation batches every time, for every run
         g = torch.Generator().manual_seed(10_000 + seed)
@@ -224,7 +270,7 @@ def batch_scaling(scale="auto", *, seed=0, device=None, progress=None, **overrid
                 for rule in RULES} if len(kappas) > 1 else {}
     data = {"points": points, "mismatch": mismatch, "samples": samples, "base": base, "base_batch": base_batch}
     if config.get("floor_seed") is not None:
-        _, loss, seen = run(1, RULES["sqrt"](1, **base), int(config["floor_seed"]), "kappa=1, second seed")
+        _, loss, seen = run(1, RULES["sqrt"](1, **base), config["floor_seed"], "kappa=1, second seed")
         arrays["floor/samples"], arrays["floor/eval_loss"] = seen, loss
         data["floor"] = curve_mismatch(ref, loss)
     return Result(figure="noise_batch_scaling", scale=scale, config=config, data=data, arrays=arrays,
@@ -238,7 +284,27 @@ def batch_scaling(scale="auto", *, seed=0, device=None, progress=None, **overrid
 #: eps = 1e-30, as in fig1). toy: linear regression, `dim` always-on features and `dim` features
 #: that are zero from step `off_at` on (a pattern that leaves the data), eps = 0, float64.
 #: The slope of log ||u_n||_inf is fitted by least squares over the last `fit_fraction` of the run.
-STABILITY = {
+def _stability_rules(config: dict) -> None:
+    """Rules between the keys of :data:`STABILITY` (each key has passed its spec)."""
+    beta, gamma = config["beta"], config["gamma"]
+    if bounds.region(beta, gamma) != "B+":
+        raise ValueError(f"the base point must lie in B+; (beta, gamma) = ({beta}, {gamma}) is in {bounds.region(beta, gamma)}")
+    for model in ("gpt", "toy"):
+        base_batch = config[f"{model}_base_batch"]
+        for kappa in config[f"{model}_kappas"]:
+            try:
+                scaling.square_root_rule(kappa, lr=config["lr"], beta=beta, gamma=gamma, eps=0.0)
+            except ValueError as e:
+                raise ValueError(f"{model}_kappas: {e}") from None
+            if round(base_batch * kappa) < 1:
+                raise ValueError(f"{model}_kappas: kappa={kappa:g} gives a batch of {model}_base_batch * kappa = "
+                                 f"{base_batch * kappa:g}, which rounds to 0")
+    if config["toy_off_at"] >= config["toy_steps"]:
+        raise ValueError(f"toy_off_at={config['toy_off_at']} must be < toy_steps={config['toy_steps']} "
+                         "(the step where the second block of features switches off)")
+
+
+STABILITY = Presets("noise_stability", {
     "paper": dict(beta=0.95, gamma=0.97, lr=1e-3, gpt_model="paper", gpt_base_batch=4, gpt_steps=600,
                   gpt_kappas=[1, 4, 8, 12, 16], toy_kappas=[1, 2, 4, 6, 8, 10, 12, 14, 16], toy_dim=8, toy_base_batch=4,
                   toy_steps=300, toy_off_at=100, fit_fraction=0.5),
@@ -248,7 +314,21 @@ STABILITY = {
     "smoke": dict(beta=0.95, gamma=0.97, lr=1e-3, gpt_model="smoke", gpt_base_batch=2, gpt_steps=40,
                   gpt_kappas=[1, 16], toy_kappas=[1, 8, 16], toy_dim=8, toy_base_batch=4, toy_steps=200,
                   toy_off_at=60, fit_fraction=0.5),
-}
+}, spec={
+    "beta": CHAR_SPEC["beta"],
+    "gamma": CHAR_SPEC["gamma"],
+    "lr": CHAR_SPEC["lr"],
+    "gpt_model": Choice(tuple(GPT_PRESETS), "a GPT preset of kadam_edu.models"),
+    "gpt_base_batch": Int(1),
+    "gpt_steps": Int(1),
+    "gpt_kappas": ListOf(Real(0, lo_open=True, meaning="batch multipliers")),
+    "toy_kappas": ListOf(Real(0, lo_open=True, meaning="batch multipliers")),
+    "toy_dim": Int(1),
+    "toy_base_batch": Int(1),
+    "toy_steps": Int(1),
+    "toy_off_at": Int(0, meaning="the step the second block of features switches off"),
+    "fit_fraction": Real(0, 1, lo_open=True, meaning="the last fraction of the run the slope is fitted over"),
+}, rules=_stability_rules)
 
 
 def fitted_log_slope(values, start: int) -> float | None:
@@ -302,10 +382,8 @@ def scaling_stability(scale="auto", *, seed=0, device=None, progress=None, **ove
     Arrays ``{model}/k{kappa}/max_update``.
     """
     scale, config = settings_for(STABILITY, scale, overrides)
-    device = pick_device(device)
+    seed, device = validate.seed("seed", seed), pick_device(device)
     beta, gamma = float(config["beta"]), float(config["gamma"])
-    if bounds.region(beta, gamma) != "B+":
-        raise ValueError(f"the base point must lie in B+; (beta, gamma) = ({beta}, {gamma}) is in {bounds.region(beta, gamma)}")
     data = {"base": [beta, gamma], "C": float(bounds.stability_constant(beta, gamma)),
             "kappa_c": scaling.crossing_kappa(beta=beta, gamma=gamma),
             "kappa_d": scaling.discrete_crossing_kappa(beta=beta, gamma=gamma),

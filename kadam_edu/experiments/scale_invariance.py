@@ -18,7 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from kadam_edu import validate
 from kadam_edu.continuous import (
+    METHODS,
     Trajectory,
     discrete_adam_trajectory,
     solve_adam_ode,
@@ -26,11 +28,12 @@ from kadam_edu.continuous import (
     sq_norm_eq12,
     update_terms,
 )
-from kadam_edu.experiments.common import CharTask, char_gpt_run, settings_for
+from kadam_edu.experiments.common import CHAR_SPEC, CharTask, Presets, char_gpt_run, check_model_overrides, settings_for
 from kadam_edu.experiments.result import Result, provenance
-from kadam_edu.models import GPT, flat_indices
+from kadam_edu.models import GPT, flat_indices, gpt_config
 from kadam_edu.scale import pick_device, seed_everything
 from kadam_edu.train import _progress_default
+from kadam_edu.validate import Choice, Int
 
 __all__ = ["fig4", "fig5", "fig7", "coarse_grained_adam", "char_coarse_grained_run", "FIG4", "FIG5", "FIG7"]
 
@@ -41,6 +44,25 @@ _CHAR = {  # App. H; the cpu and smoke models are the DESIGN's
     "cpu": dict(model="cpu", batch_size=32, lr=1e-3, beta=REFERENCE[0], gamma=REFERENCE[1]),
     "smoke": dict(model="smoke", batch_size=8, lr=1e-3, beta=REFERENCE[0], gamma=REFERENCE[1]),
 }
+
+
+#: Specs of the keys of this module's presets (CHAR_SPEC: the char GPT's).
+SPEC = dict(
+    CHAR_SPEC,
+    params=Int(1, meaning="parameters recorded"),
+    heads=Int(1, meaning="query/key matrices recorded"),
+    method=Choice(METHODS, "the ODE solver, App. I"),
+    substeps=Int(1, meaning="K of App. I"),
+)
+
+
+def _fig7_rules(config: dict) -> None:
+    """Rules of Fig. 7: the model overrides fit the model, and dropout is 0 (a deterministic loss)."""
+    check_model_overrides(config)
+    dropout = gpt_config(config["model"], **config["model_overrides"]).dropout
+    if dropout != 0:
+        raise ValueError(f"fig7 needs dropout 0 (got {dropout}): the ODE is solved for a deterministic loss per "
+                         "batch; set model_overrides={'qk_norm': ..., 'dropout': 0.0}")
 
 
 def _not_a_sweep(figure: str, shard) -> None:
@@ -71,11 +93,11 @@ def _describe(model: nn.Module, index: int) -> str:
 
 
 # =========================================================================== fig4
-FIG4 = {
+FIG4 = Presets("fig4", {
     "paper": dict(_CHAR["paper"], steps=100),
     "cpu": dict(_CHAR["cpu"], steps=100),
     "smoke": dict(_CHAR["smoke"], steps=20),
-}
+}, spec=SPEC)
 
 #: the two runs of fig4 and fig4's array prefixes
 QK_SETTINGS = {"qk_norm": True, "no_qk_norm": False}
@@ -104,7 +126,7 @@ def fig4(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
     """
     _not_a_sweep("fig4", shard)
     scale, config = settings_for(FIG4, scale, overrides)
-    device = pick_device(device)
+    seed, device = validate.seed("seed", seed), pick_device(device)
     steps = config["steps"]
     data, arrays = {"settings": list(QK_SETTINGS)}, {}
     for setting, qk_norm in QK_SETTINGS.items():
@@ -236,12 +258,12 @@ def coarse_grained_adam(
     return traj, np.asarray(losses)
 
 
-FIG5 = {
+FIG5 = Presets("fig5", {
     # App. G trains with qk-norm so that each query/key matrix is scale invariant
     "paper": dict(_CHAR["paper"], steps=100, params=16, model_overrides={"qk_norm": True}),
     "cpu": dict(_CHAR["cpu"], steps=100, params=16, model_overrides={"qk_norm": True}),
     "smoke": dict(_CHAR["smoke"], steps=20, params=16, model_overrides={"qk_norm": True}),
-}
+}, spec=SPEC, rules=check_model_overrides)
 
 
 def char_coarse_grained_run(task: CharTask, *, seed: int, coarse_grain: bool, record=None, progress=None, desc=None):
@@ -299,7 +321,7 @@ def fig5(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
     """
     _not_a_sweep("fig5", shard)
     scale, config = settings_for(FIG5, scale, overrides)
-    device = pick_device(device)
+    seed, device = validate.seed("seed", seed), pick_device(device)
     task = CharTask(config, device)
     indices, labels = _random_qk_entries(GPT(task.gpt), config["params"], torch.Generator().manual_seed(seed))
 
@@ -327,7 +349,7 @@ def fig5(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
 
 
 # =========================================================================== fig7
-FIG7 = {
+FIG7 = Presets("fig7", {
     # App. K: K = 100 Euler substeps (App. I), p = 1, eta = 1e-3, (beta, gamma) = (0.999, 0.9).
     # Dropout 0: the ODE needs a deterministic loss per batch. weight_decay: decoupled (AdamW),
     # non-zero so that the lam terms of Eq. 4 and Eq. 12 take part.
@@ -338,7 +360,7 @@ FIG7 = {
                 model_overrides={"qk_norm": True, "dropout": 0.0}),
     "smoke": dict(_CHAR["smoke"], steps=20, weight_decay=0.1, method="exp", substeps=2, params=16, heads=16,
                   model_overrides={"qk_norm": True, "dropout": 0.0}),
-}
+}, spec=SPEC, rules=_fig7_rules)
 
 
 def _max_relative_error(pred: np.ndarray, true: np.ndarray) -> float:
@@ -374,11 +396,8 @@ def fig7(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
     """
     _not_a_sweep("fig7", shard)
     scale, config = settings_for(FIG7, scale, overrides)
-    device = pick_device(device)
+    seed, device = validate.seed("seed", seed), pick_device(device)
     task = CharTask(config, device)
-    if task.gpt.dropout != 0:
-        raise ValueError(f"fig7 needs dropout 0 (got {task.gpt.dropout}): the ODE is solved for a deterministic "
-                         "loss per batch; set model_overrides={'qk_norm': ..., 'dropout': 0.0}")
     gen = seed_everything(seed)
     model = GPT(task.gpt).to(device)
     next_batch = task.batch_fn(gen)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from kadam_edu import bounds
+from kadam_edu import bounds, validate
 from kadam_edu.experiments.common import (
+    CHAR_SPEC,
     CharTask,
+    Presets,
     char_gpt_run,
     finite_log_slope,
     point_seed,
@@ -21,8 +23,10 @@ from kadam_edu.experiments.common import (
     settings_for,
     sweep,
 )
+from kadam_edu.experiments.result import parse_shard
 from kadam_edu.scale import pick_device
 from kadam_edu.train import annealed, warmup_cosine
+from kadam_edu.validate import Int, Pair, Real
 
 __all__ = ["fig1", "fig3", "fig9", "fig10", "fig11", "fig12"]
 
@@ -34,7 +38,44 @@ _CHAR = {  # shared by every figure here; the paper's is App. H
     "smoke": dict(model="smoke", batch_size=8, lr=1e-3),
 }
 
-FIG1 = {
+#: Specs of the keys of this module's presets (CHAR_SPEC: the char GPT's).
+SPEC = dict(
+    CHAR_SPEC,
+    points=Int(1, meaning="points along the curve"),
+    beta_range=Pair(Real(0, 1, lo_open=True, hi_open=True)),
+    slope_at=Int(1, meaning="the step n of the measured slope"),
+    slope_half=Int(1, meaning="half the window of the measured slope, in steps"),
+    warmup=Int(0, meaning="warmup steps"),
+    min_lr=Real(0, meaning="the lr the cosine decays to"),
+    eval_every=Int(1, meaning="steps between evaluations"),
+    eval_iters=Int(1, meaning="validation batches per evaluation"),
+)
+
+
+def _slope_window(config: dict) -> None:
+    """Rule: the slope window [slope_at - slope_half, slope_at + slope_half] lies inside the run."""
+    n, half, steps = config["slope_at"], config["slope_half"], config["steps"]
+    if n - half < 0 or n + half >= steps:
+        raise ValueError(f"the slope is measured from step slope_at - slope_half to slope_at + slope_half, which "
+                         f"must lie in [0, steps - 1]: need slope_half <= slope_at and slope_at + slope_half < steps; "
+                         f"got slope_at={n}, slope_half={half}, steps={steps}")
+
+
+def _evaluations(config: dict) -> None:
+    """Rule: at least one evaluation (eval_every <= steps)."""
+    if config["eval_every"] > config["steps"]:
+        raise ValueError(f"eval_every={config['eval_every']} must be <= steps={config['steps']} "
+                         "(the test loss is what this figure shows)")
+
+
+def _with_warmup(config: dict) -> None:
+    """Rules of Fig. 9-11: evaluations, and the warmup ends before the last step."""
+    _evaluations(config)
+    if config["warmup"] >= config["steps"]:
+        raise ValueError(f"warmup={config['warmup']} must be < steps={config['steps']}")
+
+
+FIG1 = Presets("fig1", {
     # App. H: 64 points, 1500 steps, slope from n = 495 and 505
     # The stretch of the curve from (0.953, 0.9973), C = -0.044, to (0.999, 0.9). Closer to
     # gamma = 1 the bias correction 1/(1 - gamma^(n+1)) keeps the slope below its limit for
@@ -42,7 +83,7 @@ FIG1 = {
     "paper": dict(_CHAR["paper"], points=64, steps=1500, slope_at=500, slope_half=5, beta_range=(0.953, 0.999)),
     "cpu": dict(_CHAR["cpu"], points=24, steps=600, slope_at=500, slope_half=5, beta_range=(0.953, 0.999)),
     "smoke": dict(_CHAR["smoke"], points=3, steps=40, slope_at=25, slope_half=5, beta_range=(0.953, 0.999)),
-}
+}, spec=SPEC, rules=_slope_window)
 
 
 def _max_update_point(task, seed, *, schedule=None, extra=None, progress=None):
@@ -73,9 +114,9 @@ def fig1(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
     n -> inf slope), plus ``bound_slope_at_n``, the exact bound's own slope at slope_at.
     """
     scale, config = settings_for(FIG1, scale, overrides)
-    device = pick_device(device)
+    seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
+    betas, gammas = bounds.normal_curve(*REFERENCE, config["points"], beta_range=config["beta_range"])
     task = CharTask(config, device)
-    betas, gammas = bounds.normal_curve(*REFERENCE, config["points"], beta_range=tuple(config["beta_range"]))
 
     def slopes(rec, beta, gamma):
         n, half = config["slope_at"], config["slope_half"]
@@ -94,41 +135,42 @@ def fig1(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
                  seed=seed, device=device, shard=shard, data={"reference": list(REFERENCE)})
 
 
-FIG3 = {
+FIG3 = Presets("fig3", {
     "paper": dict(_CHAR["paper"], points=11, steps=1500, beta_range=(0.5, 0.999)),
     "cpu": dict(_CHAR["cpu"], points=6, steps=500, beta_range=(0.5, 0.999)),
     "smoke": dict(_CHAR["smoke"], points=2, steps=30, beta_range=(0.5, 0.999)),
-}
+}, spec=SPEC)
 
 
 def fig3(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides):
     """Max-update for points on B0 = {C = 0} (Fig. 3, App. F); Eq. 5 predicts sqrt(n) growth there."""
     scale, config = settings_for(FIG3, scale, overrides)
-    device = pick_device(device)
+    seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
+    betas, gammas = bounds.level_curve(0.0, config["points"], beta_range=config["beta_range"])
     task = CharTask(config, device)
-    betas, gammas = bounds.level_curve(0.0, config["points"], beta_range=tuple(config["beta_range"]))
     return sweep("fig3", scale, config, betas, gammas, _max_update_point(task, seed, progress=progress),
                  seed=seed, device=device, shard=shard)
 
 
-def _generalisation_presets(points_paper: int) -> dict:
+def _generalisation_presets(figure: str, points_paper: int) -> Presets:
     # App. H, Fig. 9: warmup 100 steps, cosine decay to 1e-4, 3000 steps, eval every 100 on 200 batches
-    return {
+    return Presets(figure, {
         "paper": dict(_CHAR["paper"], points=points_paper, steps=3000, warmup=100, min_lr=1e-4,
                       eval_every=100, eval_iters=200),
         "cpu": dict(_CHAR["cpu"], points=8, steps=800, warmup=50, min_lr=1e-4, eval_every=50, eval_iters=20),
         "smoke": dict(_CHAR["smoke"], points=2, steps=30, warmup=5, min_lr=1e-4, eval_every=10, eval_iters=2),
-    }
+    }, spec=SPEC, rules=_with_warmup)
 
 
-FIG9, FIG10, FIG11 = (_generalisation_presets(128), _generalisation_presets(128), _generalisation_presets(128))
+FIG9, FIG10, FIG11 = (_generalisation_presets("fig9", 128), _generalisation_presets("fig10", 128),
+                      _generalisation_presets("fig11", 128))
 
 
 def _generalisation(figure, presets, curve, scale, seed, device, shard, overrides, data, progress=None):
     scale, config = settings_for(presets, scale, overrides)
-    device = pick_device(device)
-    task = CharTask(config, device)
+    seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
     betas, gammas = curve(config["points"])
+    task = CharTask(config, device)
 
     def schedule(beta, gamma):
         return warmup_cosine(lr=config["lr"], warmup=config["warmup"], total=config["steps"], min_lr=config["min_lr"])
@@ -164,19 +206,19 @@ def fig11(scale="auto", *, seed=0, device=None, shard=None, progress=None, **ove
                            scale, seed, device, shard, overrides, {"curve": "level", "C": c}, progress)
 
 
-FIG12 = {
+FIG12 = Presets("fig12", {
     "paper": dict(_CHAR["paper"], points=16, steps=1500, beta_range=(0.9525, 0.962), eval_every=100, eval_iters=200),
     "cpu": dict(_CHAR["cpu"], points=4, steps=500, beta_range=(0.9525, 0.962), eval_every=50, eval_iters=20),
     "smoke": dict(_CHAR["smoke"], points=2, steps=30, beta_range=(0.9525, 0.962), eval_every=10, eval_iters=2),
-}
+}, spec=SPEC, rules=_evaluations)
 
 
 def fig12(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides):
     """Eq. 15 annealing, eta_n = eta_0 exp(-n |C| / 2), for points in B- (Fig. 12, App. P)."""
     scale, config = settings_for(FIG12, scale, overrides)
-    device = pick_device(device)
+    seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
+    betas, gammas = bounds.normal_curve(*REFERENCE, config["points"], beta_range=config["beta_range"])
     task = CharTask(config, device)
-    betas, gammas = bounds.normal_curve(*REFERENCE, config["points"], beta_range=tuple(config["beta_range"]))
 
     def schedule(beta, gamma):
         return annealed(lr=config["lr"], beta=beta, gamma=gamma)
