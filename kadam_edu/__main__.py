@@ -1,18 +1,30 @@
 """Command line: reproduce the paper's figures and the book's extra experiments.
 
     python -m kadam_edu list
-    python -m kadam_edu reproduce noise_sde --scale smoke --out results/smoke   # a book extra (Chapter 5)
-    python -m kadam_edu reproduce fig1 --scale cpu --out results/cpu
+    python -m kadam_edu reproduce noise_sde --scale smoke --out results/smoke/noise_sde   # a book extra (Chapter 5)
+    python -m kadam_edu reproduce fig1 --scale cpu --out results/cpu/fig1
     python -m kadam_edu reproduce fig9 --scale paper --shard 3/16 --out results/fig9-shard3
-    python -m kadam_edu merge results/fig9-shard* --out results/paper
+    python -m kadam_edu merge results/fig9-shard* --out results/paper/fig9
+
+``--out`` is checked before any work: it must be (or be creatable as) a writable directory, and
+an existing one must be empty unless ``--force`` is given; ``--force`` replaces only that
+figure's result and PNG there. While a run computes it holds ``<out>/.<figure>.lock``, so a
+second run into the same directory is refused rather than overwriting it. The result is saved
+atomically (:meth:`kadam_edu.experiments.Result.save`); the figure's old PNG is removed before
+the new result is committed, and the new PNG (if any) is renamed into place once fully written,
+so a result never sits beside a picture of another.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import io
 import json
+import os
+import socket
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["main"]
@@ -50,33 +62,106 @@ def cmd_list(args) -> int:
     return 0
 
 
-def cmd_reproduce(args) -> int:
-    from kadam_edu import experiments, plots
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that cannot become a writable directory, before any work."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
+    base = out
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise ValueError(f"--out {out} cannot be created: {base} is a file, not a directory")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out} is not writable: {base} does not allow this user to write into it")
 
-    overrides = dict(args.set or [])
-    result = experiments.reproduce(args.figure, args.scale, seed=args.seed, device=args.device,
-                                   shard=args.shard, progress=not args.quiet, **overrides)
-    out = Path(args.out)
+
+@contextmanager
+def _claim(out: Path, name: str, *, force: bool):
+    """Hold ``out`` for this run: checked (:func:`_check_out`), refused if not empty unless
+    ``force``, created, and marked by ``.<name>.lock`` (created exclusively) until the run ends.
+    Directories created here are removed again if the run leaves them empty."""
+    _check_out(out)
+    if not force and out.is_dir() and any(out.iterdir()):
+        held = sorted(p.name for p in out.iterdir())
+        running = [h for h in held if h.endswith(".lock")]
+        note = f" ({', '.join(running)}: another run is writing there, or one was killed)" if running else ""
+        shown = ", ".join(held[:6]) + (f", ... ({len(held)} entries)" if len(held) > 6 else "")
+        raise ValueError(f"--out {out} is not empty: it holds {shown}{note}. Choose an empty or new directory, "
+                         "or pass --force to replace this figure's result and PNG there (other files stay)")
+    created, lock, locked = [], out / f".{name}.lock", False
+    try:
+        for d in reversed([out, *out.parents]):
+            if not d.exists():
+                try:
+                    d.mkdir()
+                except FileExistsError:  # made meanwhile by another run
+                    continue
+                created.append(d)
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL), 0o666)
+        except FileExistsError:
+            raise ValueError(f"--out {out}: another run is writing {name} there ({lock.name} exists; "
+                             "if no run is, one was killed: remove it or pass --force)") from None
+        locked = True
+        with os.fdopen(fd, "w") as f:
+            f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        yield
+    finally:
+        if locked:
+            lock.unlink(missing_ok=True)
+        for d in reversed(created):
+            try:
+                d.rmdir()  # only if still empty
+            except OSError:
+                break
+
+
+def _commit(result, out: Path, *, plot: bool) -> Path:
+    """Save ``result`` into ``out`` with a PNG that shows it, or none: the figure's old PNG goes
+    before the new result is committed; the new one is drawn in memory and renamed into place."""
+    from kadam_edu import plots
+    from kadam_edu.experiments.result import write_atomic
+
+    png = out / f"{result.figure}.png"
+    png.unlink(missing_ok=True)
     path = result.save(out)
-    print(f"wrote {path} and {path.with_suffix('.npz')}")
-    if not args.no_plot:
+    print(f"wrote {path} and {out / json.loads(path.read_text())['npz']}")
+    if plot:
+        import matplotlib.pyplot as plt
+
         fig = plots.plot(result)
-        png = out / f"{result.figure}.png"
-        fig.savefig(png, dpi=120, bbox_inches="tight")
+        try:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+        finally:
+            plt.close(fig)
+        write_atomic(png, buf.getvalue())
         print(f"wrote {png}")
+    return path
+
+
+def cmd_reproduce(args) -> int:
+    from kadam_edu import experiments
+
+    experiments.get(args.figure)  # an unknown name is refused first
+    overrides = dict(args.set or [])
+    out = Path(args.out or Path("results") / args.figure)
+    with _claim(out, args.figure, force=args.force):
+        result = experiments.reproduce(args.figure, args.scale, seed=args.seed, device=args.device,
+                                       shard=args.shard, progress=not args.quiet, **overrides)
+        _commit(result, out, plot=not args.no_plot)
     return 0
 
 
 def cmd_merge(args) -> int:
-    from kadam_edu import plots
     from kadam_edu.experiments import Result, merge
 
-    results = [Result.load(p, figure=args.figure) for p in args.shards]
-    merged = merge(results)
-    path = merged.save(args.out)
+    out = Path(args.out)
+    with _claim(out, args.figure or "merge", force=args.force):
+        results = [Result.load(p, figure=args.figure) for p in args.shards]
+        merged = merge(results)
+        path = _commit(merged, out, plot=not args.no_plot)
     print(f"merged {len(results)} shards ({len(merged.points)} points) into {path}")
-    if not args.no_plot:
-        plots.plot(merged).savefig(Path(args.out) / f"{merged.figure}.png", dpi=120, bbox_inches="tight")
     return 0
 
 
@@ -88,26 +173,30 @@ def main(argv=None) -> int:
     rp = sub.add_parser("reproduce", help="run one figure or book experiment, save its result (JSON + npz) and a PNG")
     rp.add_argument("figure")
     rp.add_argument("--scale", default="auto", help="smoke, cpu, paper or auto (default; KADAM_SCALE overrides auto)")
-    rp.add_argument("--out", default="results", help="output directory (default: results)")
+    rp.add_argument("--out", default=None, help="output directory, empty or new unless --force (default: results/FIGURE)")
     rp.add_argument("--shard", default=None, help="I/N: run the sweep points with index = I mod N (sweeps only; see `list`)")
     rp.add_argument("--seed", type=int, default=0)
     rp.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     rp.add_argument("--set", action="append", type=_override, metavar="KEY=VALUE", help="override a preset setting")
-    rp.add_argument("--no-plot", action="store_true")
+    rp.add_argument("--force", action="store_true",
+                    help="write into a non-empty --out, replacing this figure's result and PNG there")
+    rp.add_argument("--no-plot", action="store_true", help="no PNG (an old PNG of this figure in --out is removed)")
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
     rp.set_defaults(func=cmd_reproduce)
 
     mp = sub.add_parser("merge", help="join the shards of a sweep into one result")
     mp.add_argument("shards", nargs="+", help="result directories or JSON files of the shards")
-    mp.add_argument("--out", required=True)
+    mp.add_argument("--out", required=True, help="output directory, empty or new unless --force")
     mp.add_argument("--figure", default=None, help="the figure, when a directory holds several")
-    mp.add_argument("--no-plot", action="store_true")
+    mp.add_argument("--force", action="store_true",
+                    help="write into a non-empty --out, replacing this figure's result and PNG there")
+    mp.add_argument("--no-plot", action="store_true", help="no PNG (an old PNG of this figure in --out is removed)")
     mp.set_defaults(func=cmd_merge)
 
     args = ap.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -76,5 +76,9 @@ def test_eos_shards_merge_to_the_whole(tmp_path, capsys):
                      "--quiet", "--no-plot"]) == 0, capsys.readouterr().err
     merged = merge([Result.load(tmp_path / "0"), Result.load(tmp_path / "1")])
     cfg = merged.config
-    assert [p["index"] for p in merged.points] == list(range(len(cfg["lrs"]) + len(cfg["minibatch_lrs"])))
+    size = len(cfg["lrs"]) + len(cfg["minibatch_lrs"])
+    assert [p["index"] for p in merged.points] == list(range(size))
+    assert merged.data["sweep_size"] == size  # each shard says how large the whole sweep is
+    with pytest.raises(ValueError, match="missing"):  # so one shard alone is no whole
+        merge([Result.load(tmp_path / "0")])
     assert isinstance(plots.plot(merged), Figure)

@@ -97,5 +97,7 @@ def test_cli_reproduce_list_and_merge(tmp_path):
     out = _cli("merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "all"), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert len(Result.load(tmp_path / "all").points) == 3
-    out = _cli("reproduce", "fig1", "--scale", "smoke", "--set", "nope=1", "--out", str(tmp_path), cwd=tmp_path)
-    assert out.returncode == 2 and "unknown settings" in out.stderr
+    out = _cli("reproduce", "fig1", "--scale", "smoke", "--set", "nope=1", "--out", str(tmp_path / "bad"), cwd=tmp_path)
+    assert out.returncode == 2 and "unknown settings" in out.stderr and not (tmp_path / "bad").exists()
+    out = _cli("reproduce", "fig3", "--scale", "smoke", "--out", str(tmp_path / "s0"), cwd=tmp_path)
+    assert out.returncode == 2 and "not empty" in out.stderr and "Traceback" not in out.stderr

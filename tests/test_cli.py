@@ -1,0 +1,261 @@
+"""The CLI's output directory: refused before any work when it is not empty (unless --force), not a
+directory or not writable; a result and its PNG never disagree; merge refuses sets of shards that
+are not one whole sweep. The experiments and plots are replaced by fast stand-ins."""
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from kadam_edu import experiments, plots
+from kadam_edu.__main__ import main
+from kadam_edu.experiments import Result
+
+
+def _result(tag: float, figure="fig3", shard=None, seed=0) -> Result:
+    n = 4
+    mine = [i for i in range(n) if shard is None or i % shard[1] == shard[0]]
+    return Result(
+        figure=figure, scale="smoke", config={"lr": 1e-3, "tag": tag},
+        data={"sweep_size": n, "points": [{"index": i, "value": tag + i} for i in mine]},
+        arrays={f"p{i}/loss": np.full(5, tag + i) for i in mine},
+        provenance={"seed": seed, "shard": None if shard is None else list(shard)},
+    )
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """experiments.reproduce returns ``_result(fake.tag)`` (counting its calls); plots.plot draws the tag."""
+
+    class Fake:
+        tag = 1.0
+        calls = []
+        during = None  # called inside the experiment, as if while it computes
+
+    def reproduce(name, scale, *, seed=0, shard=None, **kwargs):
+        Fake.calls.append(name)
+        if Fake.during is not None:
+            Fake.during()
+        return _result(Fake.tag, figure=name, seed=seed,
+                       shard=None if shard is None else tuple(int(x) for x in shard.split("/")))
+
+    def plot(result):
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.set_title(f"tag {result.config['tag']}")
+        return fig
+
+    monkeypatch.setattr(experiments, "reproduce", reproduce)
+    monkeypatch.setattr(plots, "plot", plot)
+    return Fake
+
+
+def _run(*args, out, force=False):
+    argv = ["reproduce", "fig3", "--scale", "smoke", "--out", str(out), "--quiet", *args]
+    return main(argv + (["--force"] if force else []))
+
+
+def _snapshot(directory: Path) -> dict:
+    return {p.name: p.read_bytes() for p in directory.iterdir()}
+
+
+def _tag(directory: Path, figure="fig3") -> float:
+    return Result.load(directory, figure=figure).config["tag"]
+
+
+# --------------------------------------------------------------------------- a non-empty --out
+
+
+def test_a_non_empty_out_is_refused_before_any_work(fake, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert _run(out=tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and "notes.txt" in err and "--force" in err and "Traceback" not in err
+    assert fake.calls == [] and _snapshot(tmp_path) == {"notes.txt": b"mine"}
+
+
+def test_a_second_run_into_the_same_out_is_refused(fake, tmp_path, capsys):
+    assert _run("--shard", "0/2", out=tmp_path) == 0
+    before = _snapshot(tmp_path)
+    assert set(before) >= {"fig3.json", "fig3.png"}
+    fake.tag = 2.0
+    assert _run("--shard", "1/2", out=tmp_path) == 2  # the other shard must not replace this one
+    assert "not empty" in capsys.readouterr().err
+    assert fake.calls == ["fig3"] and _snapshot(tmp_path) == before and _tag(tmp_path) == 1.0
+
+
+def test_a_run_started_while_another_computes_into_the_same_out_is_refused(fake, tmp_path, capsys):
+    out = tmp_path / "out"
+    inner = []
+
+    def second_run():
+        fake.during = None
+        inner.append(_run("--shard", "1/2", out=out))
+
+    fake.during = second_run
+    assert _run("--shard", "0/2", out=out) == 0
+    assert inner == [2] and "another run" in capsys.readouterr().err
+    assert fake.calls == ["fig3"] and Result.load(out).provenance["shard"] == [0, 2]
+    assert {p.name for p in out.iterdir()} == {"fig3.json", "fig3.png", json.loads((out / "fig3.json").read_text())["npz"]}
+
+
+def test_force_replaces_that_figure_and_its_png_and_nothing_else(fake, tmp_path):
+    _result(7.0, figure="fig1").save(tmp_path)
+    (tmp_path / "fig1.png").write_bytes(b"fig1's picture")
+    (tmp_path / "notes.txt").write_text("mine")
+    others = _snapshot(tmp_path)
+    assert _run(out=tmp_path, force=True) == 0
+    old_png = (tmp_path / "fig3.png").read_bytes()
+    fake.tag = 2.0
+    assert _run(out=tmp_path, force=True) == 0
+    assert _tag(tmp_path) == 2.0 and (tmp_path / "fig3.png").read_bytes() != old_png
+    now = _snapshot(tmp_path)
+    assert {k: now[k] for k in others} == others  # fig1 and notes.txt untouched
+    npz = json.loads((tmp_path / "fig3.json").read_text())["npz"]
+    assert set(now) == set(others) | {"fig3.json", npz, "fig3.png"}
+
+
+# --------------------------------------------------------------------------- an --out that cannot be written
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_an_out_that_is_a_file_is_refused_before_any_work(fake, tmp_path, capsys, force):
+    (tmp_path / "taken").write_text("a file")
+    assert _run(out=tmp_path / "taken", force=force) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a directory" in err and "Traceback" not in err
+    assert _run(out=tmp_path / "taken" / "sub" / "dir", force=force) == 2
+    err = capsys.readouterr().err
+    assert "taken" in err and "is a file, not a directory" in err and "Traceback" not in err
+    assert fake.calls == [] and (tmp_path / "taken").read_text() == "a file"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write into any directory")
+def test_an_out_that_is_not_writable_is_refused_before_any_work(fake, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert _run(out=locked, force=True) == 2
+        assert _run(out=locked / "sub", force=True) == 2
+    finally:
+        locked.chmod(0o700)
+    err = capsys.readouterr().err
+    assert "not writable" in err and "Traceback" not in err and fake.calls == []
+
+
+def test_an_out_the_user_may_not_write_is_refused_before_any_work(fake, tmp_path, monkeypatch, capsys):
+    """The same check where chmod cannot show it (root): the system says the directory is not writable."""
+    (tmp_path / "locked").mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path / "locked")
+    assert _run(out=tmp_path / "locked", force=True) == 2
+    assert _run(out=tmp_path / "locked" / "new", force=True) == 2
+    err = capsys.readouterr().err
+    assert err.count("is not writable") == 2 and "Traceback" not in err and fake.calls == []
+    assert not (tmp_path / "locked" / "new").exists()
+
+
+def test_a_failed_run_leaves_out_as_it_was(fake, tmp_path, capsys):
+    def fail():
+        raise ValueError("unknown settings ['nope']")
+
+    fake.during = fail
+    assert _run(out=tmp_path / "new" / "out") == 2
+    assert "unknown settings" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    assert _run(out=tmp_path / "empty") == 2
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- result and PNG agree
+
+
+def test_a_no_plot_rerun_removes_the_stale_png(fake, tmp_path):
+    assert _run(out=tmp_path) == 0
+    assert (tmp_path / "fig3.png").exists()
+    fake.tag = 2.0
+    assert _run("--no-plot", out=tmp_path, force=True) == 0
+    assert _tag(tmp_path) == 2.0 and not (tmp_path / "fig3.png").exists()
+
+
+@pytest.mark.parametrize("where", ["plot", "savefig"])
+def test_ctrl_c_while_plotting_leaves_no_stale_png(fake, tmp_path, monkeypatch, where):
+    assert _run(out=tmp_path) == 0
+    fake.tag = 2.0
+    drawn = plots.plot
+
+    def interrupted(result):
+        if where == "plot":
+            raise KeyboardInterrupt
+        fig = drawn(result)
+        fig.savefig = lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)
+        return fig
+
+    monkeypatch.setattr(plots, "plot", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(out=tmp_path, force=True)
+    assert _tag(tmp_path) == 2.0 and not (tmp_path / "fig3.png").exists()
+    npz = json.loads((tmp_path / "fig3.json").read_text())["npz"]
+    assert {p.name for p in tmp_path.iterdir()} == {"fig3.json", npz}  # no temporaries, no claim left behind
+
+
+# --------------------------------------------------------------------------- merge
+
+
+def _shards(tmp_path, shards, seeds=None):
+    dirs = []
+    for j, (i, n) in enumerate(shards):
+        d = tmp_path / f"shard{j}"
+        _result(1.0, shard=(i, n), seed=(seeds or [0] * len(shards))[j]).save(d)
+        dirs.append(str(d))
+    return dirs
+
+
+def test_merge_joins_the_shards_and_refuses_a_non_empty_out(fake, tmp_path, capsys):
+    dirs = _shards(tmp_path, [(1, 2), (0, 2)])
+    out = tmp_path / "all"
+    assert main(["merge", *dirs, "--out", str(out)]) == 0, capsys.readouterr().err
+    merged = Result.load(out)
+    assert [p["index"] for p in merged.points] == [0, 1, 2, 3] and (out / "fig3.png").exists()
+    assert main(["merge", *dirs, "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["merge", *dirs, "--out", str(out), "--force", "--no-plot"]) == 0
+    assert not (out / "fig3.png").exists()
+
+
+@pytest.mark.parametrize("case, match", [
+    ("incomplete", "missing 2/3"),
+    ("seeds", "seed differs: 0 in shard 0/2 vs 1 in shard 1/2"),
+    ("same twice", "shards overlap"),
+    ("truncated npz", "fig3-"),
+    ("json is a list", "not a JSON object"),
+    ("json missing a key", "'config' must be a dict"),
+])
+def test_merge_refuses_what_is_not_one_whole_sweep(case, match, fake, tmp_path, capsys):
+    if case == "incomplete":
+        dirs = _shards(tmp_path, [(0, 3), (1, 3)])
+    elif case == "seeds":
+        dirs = _shards(tmp_path, [(0, 2), (1, 2)], seeds=[0, 1])
+    elif case == "same twice":
+        dirs = _shards(tmp_path, [(0, 2), (1, 2)])
+        dirs = [dirs[0], dirs[0], dirs[1]]
+    else:
+        dirs = _shards(tmp_path, [(0, 2), (1, 2)])
+        meta_path = Path(dirs[1]) / "fig3.json"
+        meta = json.loads(meta_path.read_text())
+        if case == "truncated npz":
+            npz = Path(dirs[1]) / meta["npz"]
+            npz.write_bytes(npz.read_bytes()[:40])
+        elif case == "json is a list":
+            meta_path.write_text("[1, 2]")
+        else:
+            del meta["config"]
+            meta_path.write_text(json.dumps(meta))
+    out = tmp_path / "all"
+    assert main(["merge", *dirs, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err, err
+    assert not out.exists()
