@@ -46,11 +46,12 @@ book: install-book
 	$(PYTHON) tools/offline.py _build/html
 	@echo "HTML: $(CURDIR)/_build/html/index.html"
 
-# Open every page in headless Chromium with the network cut (skips, saying so, without Chromium).
+# Open every page in headless Chromium with the network cut (skips, saying so, without Chromium;
+# fails instead under CI=true, where .ci/run installs it).
 check-pages:
 	$(PYTHON) tools/check_pages.py _build/html
 
-check: test test-notebooks
+check: install test test-notebooks
 	$(MAKE) book SCALE=smoke
 	$(MAKE) check-pages
 

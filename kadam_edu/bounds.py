@@ -9,8 +9,13 @@ Conventions
 -----------
 * Array arguments broadcast with numpy rules. All-scalar input returns a
   Python ``float`` (``str`` for :func:`region`), anything else an ``ndarray``.
-* No ``RuntimeWarning`` escapes; overflow gives ``+inf``.
-* Bad input raises ``ValueError`` naming the argument and its allowed range.
+* No ``RuntimeWarning`` escapes; overflow gives ``+inf``. Every decay in the
+  open interval works, subnormal ones included: C and the bounds are computed
+  so that ``beta * gamma`` never underflows and log|C| stays finite where C
+  overflows.
+* Bad input raises ``ValueError`` naming the argument and its allowed range,
+  before any work: NaN, strings and bools (``n='5'``, ``n=True``) are refused,
+  and array arguments whose shapes do not broadcast are named.
 * The step index ``n`` counts from 0 (``u_0`` is the first update); it may be
   ``+inf`` (the limit n -> inf) and need not be an integer (continuous time).
 
@@ -90,15 +95,13 @@ def _check(name: str, value) -> np.ndarray:
     kind = "an integer" if name in _INTEGER_ONLY else "a real number"
     if name not in _SCALAR_ONLY:
         kind += " or array"
-    wrong_type = name in _INTEGER_ONLY and (
-        isinstance(value, bool) or not isinstance(value, numbers.Integral)
-    )
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        wrong_type = True
+    arr = _as_real_array(value)
+    wrong_type = arr is None or (name in _INTEGER_ONLY and not (
+        isinstance(value, numbers.Integral) and not isinstance(value, bool)))
     if wrong_type or (name in _SCALAR_ONLY and arr.ndim != 0):
-        raise ValueError(f"{name} must be {kind} in {interval} ({meaning}); got {value!r}")
+        raise ValueError(
+            f"{name} must be {kind} in {interval} ({meaning}); got {value!r} ({type(value).__name__})"
+        )
     with np.errstate(invalid="ignore"):
         ok = (arr >= lo if lo_closed else arr > lo) & (arr <= hi if hi_closed else arr < hi)
     if not np.all(ok):
@@ -108,11 +111,45 @@ def _check(name: str, value) -> np.ndarray:
     return arr
 
 
+def _is_real(x) -> bool:
+    """A real number that is not a bool, a string or None (those convert to floats silently)."""
+    if isinstance(x, (bool, np.bool_, str, bytes, complex, np.complexfloating)) or x is None:
+        return False
+    try:
+        float(x)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _as_real_array(value) -> np.ndarray | None:
+    """``value`` as a float array, or None if it is not real numbers (str, bool, None, complex)."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nesting
+        return None
+    if arr.dtype.kind == "O" and all(_is_real(x) for x in arr.flat):
+        return arr.astype(float)
+    return arr.astype(float) if arr.dtype.kind in "iuf" else None
+
+
+def _check_broadcast(**arrays: np.ndarray) -> None:
+    """Raise ``ValueError`` naming the arguments if their shapes do not broadcast together."""
+    try:
+        np.broadcast_shapes(*(a.shape for a in arrays.values()))
+    except ValueError:
+        *first, last = arrays
+        shapes = ", ".join(str(a.shape) for a in arrays.values())
+        names = f"{', '.join(first)} and {last}"
+        raise ValueError(f"{names} must broadcast together; got shapes {shapes}") from None
+
+
 def _check_beta_range(beta_range) -> tuple[float, float]:
     """Validate an optional restriction ``(lo, hi)`` of beta, 0 < lo < hi < 1."""
     try:
-        lo, hi = (float(x) for x in beta_range)
-        ok = 0.0 < lo < hi < 1.0
+        pair = tuple(beta_range)
+        lo, hi = (float(x) for x in pair)
+        ok = all(_is_real(x) for x in pair) and 0.0 < lo < hi < 1.0
     except (TypeError, ValueError):
         ok = False
     if not ok:
@@ -161,10 +198,36 @@ def _log_bias_correction(n, beta, gamma):
         return 0.5 * _log1mexp((n + 1.0) * np.log(beta)) - _log1mexp((n + 1.0) * np.log(gamma))
 
 
-def _c(beta, gamma):
-    """C(beta, gamma) in the paper's form (better conditioned near (1, 1))."""
+def _c_and_log_abs(beta, gamma):
+    """C(beta, gamma) and log|C|, accurate down to subnormal decays.
+
+    C = top / beta / gamma (minus 1 for gamma < 1/2), dividing in turn so that beta*gamma never
+    underflows. For gamma >= 1/2, ``top = 2 beta (1-gamma) - gamma (1-beta)`` (the
+    paper's form: 1 - gamma is exact, well conditioned near (1, 1)); for
+    gamma < 1/2, ``C + 1 = (2 beta - gamma) / (beta gamma)``, whose numerator
+    is exact near C = 0 and never underflows. Where C overflows, log|C| =
+    log|top| - log(beta) - log(gamma) stays finite (the -1 is negligible there).
+    """
     with np.errstate(all="ignore"):
-        return (2.0 * beta * (1.0 - gamma) - gamma * (1.0 - beta)) / (beta * gamma)
+        small = gamma < 0.5
+        top = np.where(small, 2.0 * beta - gamma, 2.0 * beta * (1.0 - gamma) - gamma * (1.0 - beta))
+        ratio = top / beta / gamma
+        c = np.where(small, ratio - 1.0, ratio)
+        log_abs_c = np.where(
+            np.isfinite(c), np.log(np.abs(c)), np.log(np.abs(top)) - np.log(beta) - np.log(gamma)
+        )
+    return c, log_abs_c
+
+
+def _c(beta, gamma):
+    """C(beta, gamma) (see :func:`_c_and_log_abs`); +inf at gamma = 0."""
+    return _c_and_log_abs(beta, gamma)[0]
+
+
+def _half_n_abs_c(n, c, log_abs_c):
+    """n |C| / 2, also where |C| overflows (0 at n = 0, finite for tiny continuous n)."""
+    with np.errstate(all="ignore"):
+        return 0.5 * np.where(np.isfinite(c), n * np.abs(c), np.exp(np.log(n) + log_abs_c))
 
 
 # ---------------------------------------------------------------------------
@@ -179,6 +242,7 @@ def stability_constant(beta, gamma):
     inputs. ``gamma = 0`` gives ``+inf``.
     """
     beta, gamma = _check("beta", beta), _check("gamma", gamma)
+    _check_broadcast(beta=beta, gamma=gamma)
     return _out(_c(beta, gamma), beta, gamma)
 
 
@@ -188,6 +252,7 @@ def region(beta, gamma, *, tol=_TOL):
     Returns a ``str`` for scalar input, else an ndarray of str.
     """
     beta, gamma, tol = _check("beta", beta), _check("gamma", gamma), _check("tol", tol)
+    _check_broadcast(beta=beta, gamma=gamma, tol=tol)
     c = _c(beta, gamma)
     return _out(np.where(c > tol, "B+", np.where(c < -tol, "B-", "B0")), beta, gamma, tol)
 
@@ -197,17 +262,19 @@ def log_max_update_bound(n, beta, gamma):
 
     ``log B_n`` is ``-log(C)/2`` (B+), ``log(n)/2`` (B0, ``|C| <= 1e-12`` as in
     :func:`region`) or ``n|C|/2 - log|C|/2`` (B-), so the result is finite for
-    every finite n > 0 (``-inf`` at n = 0 in B0, where ``B_0 = sqrt(0)``).
+    every finite n > 0 (``-inf`` at n = 0 in B0, where ``B_0 = sqrt(0)``) unless
+    ``n|C|/2`` itself passes 1.8e308 (``+inf``; |C| ~ 1/beta for subnormal beta).
     ``gamma = 0`` gives ``+inf``: the kernel K_gamma of Eq. 3 collapses to a
     delta and the Cauchy-Schwarz bound degenerates.
     """
     n, beta, gamma = _check("n", n), _check("beta", beta), _check("gamma", gamma)
-    c = _c(beta, gamma)
+    _check_broadcast(n=n, beta=beta, gamma=gamma)
+    c, log_abs_c = _c_and_log_abs(beta, gamma)
     with np.errstate(all="ignore"):
         log_b = np.where(
             c > _TOL,
-            -0.5 * np.log(c),
-            np.where(c < -_TOL, 0.5 * n * np.abs(c) - 0.5 * np.log(np.abs(c)), 0.5 * np.log(n)),
+            -0.5 * log_abs_c,
+            np.where(c < -_TOL, _half_n_abs_c(n, c, log_abs_c) - 0.5 * log_abs_c, 0.5 * np.log(n)),
         )
         res = (
             _log_bias_correction(n, beta, gamma)
@@ -237,6 +304,7 @@ def max_update_bound(n, beta, gamma):
 def growth_rate(beta, gamma):
     """Predicted slope of log ||u_n||_inf per step, ``max(0, -C)/2`` (Eq. 5, Fig. 1b)."""
     beta, gamma = _check("beta", beta), _check("gamma", gamma)
+    _check_broadcast(beta=beta, gamma=gamma)
     return _out(np.maximum(0.0, -_c(beta, gamma)) / 2.0, beta, gamma)
 
 
@@ -248,6 +316,7 @@ def growth_rate(beta, gamma):
 def log_discrete_max_update_bound(n, beta, gamma):
     """Natural log of :func:`discrete_max_update_bound`, finite for every finite n."""
     n, beta, gamma = _check("n", n), _check("beta", beta), _check("gamma", gamma)
+    _check_broadcast(n=n, beta=beta, gamma=gamma)
     with np.errstate(all="ignore"):
         log_ratio = 2.0 * np.log(gamma) - np.log(beta)  # ln(gamma^2/beta); -inf at gamma=0
         res = (
@@ -273,6 +342,7 @@ def discrete_max_update_bound(n, beta, gamma):
 def discrete_growth_rate(beta, gamma):
     """Slope of the log discrete bound as n -> inf: ``max(0, ln(gamma) - ln(beta)/2)``."""
     beta, gamma = _check("beta", beta), _check("gamma", gamma)
+    _check_broadcast(beta=beta, gamma=gamma)
     with np.errstate(divide="ignore"):
         rate = np.maximum(0.0, np.log(gamma) - 0.5 * np.log(beta))
     return _out(rate, beta, gamma)
@@ -417,7 +487,8 @@ def annealed_lr(n, lr0, beta, gamma):
     """
     n, lr0 = _check("n", n), _check("lr0", lr0)
     beta, gamma = _check("beta", beta), _check("gamma", gamma)
-    c = _c(beta, gamma)
+    _check_broadcast(n=n, lr0=lr0, beta=beta, gamma=gamma)
+    c, log_abs_c = _c_and_log_abs(beta, gamma)
     with np.errstate(all="ignore"):
-        lr = np.where(c < -_TOL, lr0 * np.exp(-0.5 * n * np.abs(c)), lr0)
+        lr = np.where(c < -_TOL, lr0 * np.exp(-_half_n_abs_c(n, c, log_abs_c)), lr0)
     return _out(lr, n, lr0, beta, gamma)

@@ -126,3 +126,39 @@ def test_sync_is_a_fixed_point():
     for p in NOTEBOOKS:
         nb = _load(p)
         assert book.synced(book.synced(nb)) == book.synced(nb)
+
+
+def _check_pages(monkeypatch, *, ci: str | None):
+    import check_pages  # tools/check_pages.py
+
+    monkeypatch.setattr(check_pages, "browser", lambda: None)  # a machine without Chromium
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    return check_pages
+
+
+@pytest.mark.parametrize("ci", ["true", "TRUE", "1"])
+def test_page_check_fails_in_ci_without_chromium(monkeypatch, capsys, ci):
+    """Issue 10, item 14: in CI a missing browser must fail the page check, never skip it."""
+    check_pages = _check_pages(monkeypatch, ci=ci)
+    assert check_pages.main([str(ROOT / "_build" / "html")]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ci", [None, "", "false", "0"])
+def test_page_check_skips_without_chromium_outside_ci(monkeypatch, capsys, ci):
+    check_pages = _check_pages(monkeypatch, ci=ci)
+    assert check_pages.main([str(ROOT / "_build" / "html")]) == 0
+    assert "pages not checked" in capsys.readouterr().out
+
+
+def test_ci_installs_chromium_and_runs_make_check():
+    """.ci/run installs Debian's chromium when no browser is found, marks the run as CI, runs `make check`."""
+    script = (ROOT / ".ci" / "run").read_text()
+    install = re.search(r"apt-get install [^\n]*\bchromium\b", script)
+    assert install, ".ci/run does not install chromium"
+    assert script.index("check_pages") < install.start(), "the install is not guarded by check_pages' browser lookup"
+    assert re.search(r"^export CI=", script, re.M), ".ci/run does not set CI for check_pages"
+    assert re.search(r"^make check$", script, re.M)

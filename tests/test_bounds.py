@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from kadam_edu import bounds
@@ -669,3 +669,211 @@ BAD_INPUTS = [
 def test_bad_input_raises_clear_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ---------------------------------------------------------------------------
+# issue 10, item 12: subnormal and tiny decays, non-numeric input, shapes
+# ---------------------------------------------------------------------------
+
+mpmath = pytest.importorskip("mpmath")
+mp = mpmath.mp
+TINY = 5e-324  # the smallest positive (subnormal) double
+
+
+def c_mp(beta, gamma):
+    """C(beta, gamma) = 2/gamma - 1/beta - 1 in 80-digit arithmetic (+inf at gamma = 0)."""
+    with mp.workdps(80):
+        if gamma == 0:
+            return mpmath.inf
+        return 2 / mpmath.mpf(gamma) - 1 / mpmath.mpf(beta) - 1
+
+
+def log_eq5_mp(n, beta, gamma, tol=1e-12):
+    """log of Eq. 5 in 80-digit arithmetic, exact at the float inputs (n may be +inf)."""
+    with mp.workdps(80):
+        if gamma == 0:
+            return mpmath.inf
+        n, b, g, c = mpmath.mpf(n), mpmath.mpf(beta), mpmath.mpf(gamma), c_mp(beta, gamma)
+        if c > tol:
+            log_b = -mpmath.log(c) / 2
+        elif c < -tol:
+            log_b = (n * abs(c) - mpmath.log(abs(c))) / 2 if n > 0 else -mpmath.log(abs(c)) / 2
+        else:
+            log_b = mpmath.log(n) / 2 if n > 0 else -mpmath.inf
+        bias = 0 if mpmath.isinf(n) else mpmath.log(1 - b ** (n + 1)) / 2 - mpmath.log(1 - g ** (n + 1))
+        return bias + mpmath.log(1 - g) - mpmath.log(g) + (mpmath.log(b) - mpmath.log(1 - b)) / 2 + log_b
+
+
+def assert_log_close(got, ref, rel=1e-11):
+    """got (a float) equals the mpmath value ref: equal infinities, else |diff| <= rel (1 + |ref|)."""
+    ref = float(ref)  # +-inf when out of float range
+    if math.isinf(ref):
+        assert got == ref
+    else:
+        assert abs(got - ref) <= rel * (1 + abs(ref)), (got, ref)
+
+
+# (n, beta, gamma): subnormal and tiny decays, where C or beta*gamma leaves the float range
+TINY_DECAY_POINTS = [
+    (5, 1e-310, 0.9),        # C ~ -1e310 overflows: B-, the bound is +inf (was nan)
+    (0, 1e-310, 0.9),        # n = 0: exp(n|C|/2) = 1, bound ~ beta/gamma (was nan)
+    (1e-300, 1e-310, 0.9),   # continuous time, n|C|/2 ~ 5.6e9 finite although |C| overflows (was nan)
+    (math.inf, 1e-310, 0.9),
+    (5, 0.999, 1e-308),      # C ~ 2e308 overflows: B+, bound ~ 1/sqrt(2 gamma) ~ 1.7e153 (was 0.0)
+    (0, 0.999, 1e-308),
+    (5, 0.999, TINY),
+    (5, TINY, TINY),         # C = 1/gamma - 1: bound -> 1 (was 0.0)
+    (5, TINY, 2 * TINY),     # C = -1 exactly, but beta*gamma and the numerator underflow (was B0)
+    (3, 1e-200, 1e-200),     # beta*gamma = 1e-400 underflows, C = 1e200 - 1 (was +inf)
+    (3, 1e-200, 1e-150),     # C ~ -1e200
+    (7, 0.5, 1e-300),
+    (7, 1 - 2**-53, 1 - 2**-53),  # largest decays below 1
+    (7, 1 - 2**-53, 0.5),
+]
+
+
+@pytest.mark.parametrize("n,beta,gamma", TINY_DECAY_POINTS)
+def test_tiny_decays_match_high_precision(n, beta, gamma):
+    """Eq. 5, C and its region at decays down to the smallest subnormal (issue 10, item 12)."""
+    c_ref = c_mp(beta, gamma)
+    assert_log_close(bounds.stability_constant(beta, gamma), c_ref, rel=1e-14)
+    assert bounds.region(beta, gamma) == ("B+" if c_ref > 1e-12 else "B-" if c_ref < -1e-12 else "B0")
+    assert_log_close(bounds.growth_rate(beta, gamma), max(0, -c_ref) / 2, rel=1e-14)
+    ref = log_eq5_mp(n, beta, gamma)
+    assert_log_close(bounds.log_max_update_bound(n, beta, gamma), ref)
+    with mp.workdps(80):
+        expected = float(mpmath.exp(ref)) if ref < 710 else math.inf
+    assert bounds.max_update_bound(n, beta, gamma) == pytest.approx(expected, rel=1e-10, abs=0)
+
+
+@pytest.mark.parametrize("n,beta,gamma", [(0, 1e-310, 0.9), (1e-320, 1e-310, 0.9), (1e-300, 1e-310, 0.9),
+                                          (5, 1e-310, 0.9), (0, TINY, 2 * TINY), (4, TINY, 2 * TINY)])
+def test_annealed_lr_at_tiny_decays(n, beta, gamma):
+    """Eq. 15: lr0 exp(-n|C|/2) with |C| past the float range stays exact (was nan at n = 0)."""
+    with mp.workdps(80):
+        expected = float(1e-3 * mpmath.exp(-mpmath.mpf(n) * abs(c_mp(beta, gamma)) / 2))
+    assert bounds.annealed_lr(n, 1e-3, beta, gamma) == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+# every float in the open unit interval, subnormals included
+open_decays = st.floats(0.0, 1.0, exclude_min=True, exclude_max=True)
+steps_any = st.one_of(st.integers(0, 10**6), st.floats(0.0, 1e6), st.just(math.inf))
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=steps_any, beta=open_decays, gamma=st.one_of(st.just(0.0), open_decays))
+def test_log_eq5_matches_high_precision_on_the_whole_domain(n, beta, gamma):
+    """log Eq. 5 to ~1e-11 relative wherever float C can be trusted (it rounds at ~eps*|terms|)."""
+    c_ref = c_mp(beta, gamma)
+    if gamma > 0:
+        with mp.workdps(80):
+            err_c = 8 * 2.0**-52 * (2 / mpmath.mpf(gamma) + 1 / mpmath.mpf(beta) + 1)
+            # far from the B0 band edge, and float C accurate to 1e-6 relative
+            assume(abs(abs(c_ref) - 1e-12) > err_c and err_c < 1e-6 * abs(c_ref))
+    ref = log_eq5_mp(n, beta, gamma)
+    assert_log_close(bounds.log_max_update_bound(n, beta, gamma), ref, rel=1e-10)
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=steps_any, beta=open_decays, gamma=st.one_of(st.just(0.0), open_decays))
+def test_no_nan_or_warning_anywhere_in_the_domain(n, beta, gamma):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for f in (bounds.max_update_bound, bounds.log_max_update_bound,
+                  bounds.discrete_max_update_bound, bounds.log_discrete_max_update_bound):
+            assert not math.isnan(f(n, beta, gamma)), f.__name__
+        for f in (bounds.stability_constant, bounds.growth_rate, bounds.discrete_growth_rate):
+            assert not math.isnan(f(beta, gamma)), f.__name__
+        assert bounds.region(beta, gamma) in ("B+", "B0", "B-")
+        assert 0.0 <= bounds.annealed_lr(n, 1e-3, beta, gamma) <= 1e-3
+        assert bounds.max_update_bound(n, beta, gamma) >= 0.0
+
+
+# Every public function, with each argument given a value that is not a real number.
+N_BG = [("n", "beta", "gamma"), (5, 0.999, 0.9)]
+SIGNATURES = {
+    bounds.stability_constant: [("beta", "gamma"), (0.999, 0.9)],
+    bounds.region: [("beta", "gamma", "tol"), (0.999, 0.9, 1e-12)],
+    bounds.max_update_bound: N_BG,
+    bounds.log_max_update_bound: N_BG,
+    bounds.growth_rate: [("beta", "gamma"), (0.999, 0.9)],
+    bounds.discrete_max_update_bound: N_BG,
+    bounds.log_discrete_max_update_bound: N_BG,
+    bounds.discrete_growth_rate: [("beta", "gamma"), (0.999, 0.9)],
+    bounds.normal_curve: [("beta0", "gamma0", "num"), (0.999, 0.9, 5)],
+    bounds.level_curve: [("c", "num"), (0.5, 5)],
+    bounds.annealed_lr: [("n", "lr0", "beta", "gamma"), (5, 1e-3, 0.5, 0.9)],
+}
+NOT_REAL = {"str": "5", "str decay": "0.5", "bytes": b"0.5", "bool": True, "numpy bool": np.bool_(False),
+            "bool array": np.array([True, False]), "str array": np.array(["0.5"]),
+            "mixed list": [0.5, "0.9"], "None": None, "complex": 0.5 + 0j}
+TYPE_CASES = [(f, name, kind) for f, (names, _) in SIGNATURES.items() for name in names for kind in NOT_REAL]
+
+
+@pytest.mark.parametrize("f,name,kind", TYPE_CASES,
+                         ids=[f"{f.__name__}-{name}-{kind}" for f, name, kind in TYPE_CASES])
+def test_non_numeric_input_is_refused(f, name, kind):
+    """Strings, bools and None are refused, naming the argument (n='5' was read as 5)."""
+    names, good = SIGNATURES[f]
+    kwargs = dict(zip(names, good))
+    kwargs[name] = NOT_REAL[kind]
+    with pytest.raises(ValueError, match=rf"^{name} must be (a real number|an integer)\b.*; got "):
+        f(**kwargs)
+
+
+@pytest.mark.parametrize("value", ["0.1", True, None, b"0.1"])
+def test_beta_range_must_hold_numbers(value):
+    for call in (lambda: bounds.level_curve(0.1, 5, beta_range=(value, 0.9)),
+                 lambda: bounds.normal_curve(0.5, 0.5, 5, beta_range=(0.1, value))):
+        with pytest.raises(ValueError, match=RANGE_MSG):
+            call()
+
+
+def test_numbers_that_are_not_floats_still_work():
+    from fractions import Fraction
+
+    assert bounds.stability_constant(Fraction(1, 2), np.float32(0.5)) == pytest.approx(1.0)
+    assert bounds.max_update_bound(np.int64(5), 0.999, 0.9) == bounds.max_update_bound(5.0, 0.999, 0.9)
+    assert bounds.level_curve(np.float64(0.5), np.int32(3))[0].shape == (3,)
+    assert bounds.region(0.999, 0.9) == bounds.region(0.999, 0.9, tol=0)  # positional beta, gamma
+
+
+SHAPE_CASES = [
+    (lambda: bounds.max_update_bound([1, 2, 3], [0.9, 0.99], 0.9),
+     r"n, beta and gamma must broadcast together; got shapes \(3,\), \(2,\), \(\)"),
+    (lambda: bounds.log_max_update_bound(1, [0.9, 0.99], [0.5, 0.6, 0.7]),
+     r"n, beta and gamma must broadcast together; got shapes \(\), \(2,\), \(3,\)"),
+    (lambda: bounds.discrete_max_update_bound(np.zeros((2, 3)), 0.9, [0.1, 0.2]),
+     r"n, beta and gamma must broadcast together; got shapes \(2, 3\), \(\), \(2,\)"),
+    (lambda: bounds.log_discrete_max_update_bound([1, 2], [0.9, 0.99, 0.5], 0.9),
+     r"n, beta and gamma must broadcast together; got shapes \(2,\), \(3,\), \(\)"),
+    (lambda: bounds.stability_constant([0.9, 0.99], [0.5, 0.6, 0.7]),
+     r"beta and gamma must broadcast together; got shapes \(2,\), \(3,\)"),
+    (lambda: bounds.growth_rate([0.9, 0.99], [0.5, 0.6, 0.7]), r"beta and gamma must broadcast"),
+    (lambda: bounds.discrete_growth_rate([0.9, 0.99], [0.5, 0.6, 0.7]), r"beta and gamma must broadcast"),
+    (lambda: bounds.region([0.9, 0.99], 0.5, tol=[0.0, 0.1, 0.2]),
+     r"beta, gamma and tol must broadcast together; got shapes \(2,\), \(\), \(3,\)"),
+    (lambda: bounds.annealed_lr([1, 2, 3], [1e-3, 1e-2], 0.5, 0.9),
+     r"n, lr0, beta and gamma must broadcast together; got shapes \(3,\), \(2,\), \(\), \(\)"),
+]
+
+
+@pytest.mark.parametrize("call,message", SHAPE_CASES,
+                         ids=[f"{i}-{m.split(' must')[0]}" for i, (_, m) in enumerate(SHAPE_CASES)])
+def test_mismatched_shapes_name_the_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+EDGE_DECAYS = [("beta", 0.0), ("beta", 1.0), ("gamma", 1.0), ("beta", -TINY), ("gamma", -TINY),
+               ("beta", math.nan), ("gamma", math.inf)]
+
+
+@pytest.mark.parametrize("f", [f for f in SIGNATURES if "beta" in SIGNATURES[f][0]], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("name,value", EDGE_DECAYS)
+def test_decays_outside_the_domain_say_the_allowed_range(f, name, value):
+    names, good = SIGNATURES[f]
+    kwargs = dict(zip(names, good), **{name: value})
+    interval = r"\(0, 1\)" if name == "beta" else r"\[0, 1\)"
+    with pytest.raises(ValueError, match=rf"^{name} must lie in {interval} "):
+        f(**kwargs)

@@ -6,12 +6,14 @@ For each page in the toc: the maths is typeset by MathJax (``mjx-container`` ele
 ``mjx-merror``), every chapter shows at least one figure, a page that saved widget state
 renders its widgets, and every notebook page links to itself in Colab. The network is cut (every host name resolves to nothing), so a pass also
 means the page needs no CDN: run `python tools/offline.py` after the build first.
-Needs Chromium (Debian: `apt-get install chromium`); without it, says so and exits 0.
+Needs Chromium (Debian: `apt-get install chromium`); without it, says so and exits 0, except
+in CI (environment CI=true or 1, as .ci/run sets), where a page check that cannot run fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -28,6 +30,10 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=M
 
 def browser() -> str | None:
     return next((b for b in map(shutil.which, BROWSERS) if b), None)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def dom(exe: str, page: Path) -> str:
@@ -75,6 +81,9 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     exe = browser()
     if exe is None:
+        if in_ci():
+            print("check_pages: FAIL: no Chromium in CI (CI=true); install it (apt-get install chromium)")
+            return 1
         print("check_pages: no Chromium here (apt-get install chromium); pages not checked")
         return 0
     root = Path(args.html)
