@@ -162,3 +162,122 @@ def test_ci_installs_chromium_and_runs_make_check():
     assert script.index("check_pages") < install.start(), "the install is not guarded by check_pages' browser lookup"
     assert re.search(r"^export CI=", script, re.M), ".ci/run does not set CI for check_pages"
     assert re.search(r"^make check$", script, re.M)
+
+
+# Issue 12 (Colab): the release the setup cell installs, the GPU notice, the GPU runtime metadata.
+
+COLAB_GPU = {"gpuType": "T4", "provenance": []}
+TRAINING_CHAPTERS = {"ch1_continuous_time", "ch2_stability_region", "ch3_scale_invariance", "ch4_kadam",
+                     "ch5_noise_and_batch_size", "ch6_edge_of_stability"}
+
+
+def _pyproject_version() -> str:
+    return re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+
+
+def test_release_matches_the_package_version():
+    """_config.yml's repository.release is the git tag of the package version the book documents."""
+    import kadam_edu
+
+    version = _pyproject_version()
+    assert book.release() == f"v{version}", (
+        f"_config.yml repository.release is {book.release()!r} but pyproject.toml's version is {version!r}; "
+        "bump both together")
+    assert kadam_edu.__version__ == version, "kadam_edu.__version__ and pyproject.toml disagree"
+
+
+def test_setup_cell_installs_the_release_never_main():
+    src = book.setup_cell_source()
+    assert f'RELEASE = "{book.release()}"' in src and "@{RELEASE}" in src
+    offenders = [str(p.relative_to(ROOT)) for p in NOTEBOOKS if "@main" in p.read_text()]
+    assert "@main" not in src and not offenders, f"notebooks that install from @main: {offenders}"
+
+
+def _run_setup_cell(monkeypatch, capsys, *, gpu: str | None, version: str | None = None) -> str:
+    """Execute the generated setup cell here (without the IPython magic) and return what it printed."""
+    import torch
+
+    import kadam_edu
+
+    monkeypatch.delenv("KADAM_SCALE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu is not None)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: gpu)
+    if version is not None:
+        monkeypatch.setattr(kadam_edu, "__version__", version)
+    code = book.setup_cell_source().replace("%matplotlib inline", "")
+    exec(compile(code, "<setup cell>", "exec"), {})
+    return capsys.readouterr().out
+
+
+def test_setup_cell_says_when_there_is_no_gpu(monkeypatch, capsys):
+    out = _run_setup_cell(monkeypatch, capsys, gpu=None)
+    assert "No GPU in this runtime: this chapter runs at cpu scale" in out
+    assert "Change runtime type" in out and "Warning" not in out and "scale: cpu" in out
+
+
+def test_setup_cell_names_the_gpu(monkeypatch, capsys):
+    out = _run_setup_cell(monkeypatch, capsys, gpu="Tesla T4")
+    assert "GPU: Tesla T4" in out and "No GPU" not in out
+
+
+def test_setup_cell_warns_when_the_installed_version_is_not_the_release(monkeypatch, capsys):
+    out = _run_setup_cell(monkeypatch, capsys, gpu=None, version="0.0.1")
+    assert "Warning" in out and "0.0.1" in out and book.release() in out
+
+
+def test_which_notebooks_train():
+    """Every chapter trains (experiments at SCALE); the assignments' tiny CPU toys do not ask for a GPU."""
+    training = {p.stem for p in NOTEBOOKS if book.trains(_load(p))}
+    assert training == TRAINING_CHAPTERS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_training_notebooks_open_on_a_colab_gpu(path):
+    meta = _load(path)["metadata"]
+    assert meta.get("kernelspec", {}).get("name") == "python3" and "language_info" in meta
+    if book.trains(_load(path)):
+        assert meta.get("accelerator") == "GPU" and meta.get("colab") == COLAB_GPU, (
+            f"{path.name} trains but its metadata does not ask Colab for a T4 GPU; run `python tools/book.py sync`")
+    else:
+        assert "accelerator" not in meta and "gpuType" not in meta.get("colab", {}), (
+            f"{path.name} does not train but asks Colab for a GPU; run `python tools/book.py sync`")
+
+
+def _notebook(code: str, metadata: dict) -> dict:
+    return {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# T"},
+                      {"cell_type": "code", "metadata": {}, "source": "setup", "outputs": [], "execution_count": None},
+                      {"cell_type": "code", "metadata": {}, "source": code, "outputs": [], "execution_count": None}],
+            "metadata": metadata, "nbformat": 4, "nbformat_minor": 5}
+
+
+def test_sync_writes_and_removes_the_gpu_metadata():
+    kernel = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+              "language_info": {"name": "python"}}
+    trains = book.synced(_notebook('res = experiments.reproduce("fig7", scale=SCALE)\n'
+                                   "from kadam_edu import experiments", dict(kernel)))
+    assert trains["metadata"] == {**kernel, "accelerator": "GPU", "colab": COLAB_GPU}
+    stale = {**kernel, "accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": [{"x": 1}], "name": "a.ipynb"}}
+    assert book.synced(_notebook("from kadam_edu import experiments", stale))["metadata"]["colab"] == COLAB_GPU
+    assert book.synced(_notebook("x = 1  # no experiments here", stale))["metadata"] == kernel
+
+
+def test_check_fails_when_a_training_notebook_lacks_the_gpu_metadata(tmp_path, monkeypatch, capsys):
+    nb = book.synced(_notebook("from kadam_edu import experiments", {"kernelspec": {"name": "python3"}}))
+    path = tmp_path / "chx.ipynb"
+    path.write_text(book._dump(nb))
+    monkeypatch.setattr(book, "notebooks", lambda: [path])
+    assert book.main(["check"]) == 0
+    del nb["metadata"]["accelerator"]
+    path.write_text(book._dump(nb))
+    assert book.main(["check"]) == 1 and "chx.ipynb" in capsys.readouterr().out
+
+
+def test_jupyter_book_accepts_the_config():
+    """The extra repository.release key passes Jupyter Book's config validation."""
+    pytest.importorskip("jupyter_book")
+    import yaml
+    from jupyter_book.config import validate_yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["repository"]["release"] == book.release()
+    assert validate_yaml(config, raise_on_errors=True) is None

@@ -3,20 +3,29 @@
     python tools/book.py sync     # write the setup cell into every notebook and strip outputs
     python tools/book.py check    # exit 1 if any notebook differs from what `sync` would write
 
-`_config.yml`'s `repository.url` is the one place the repository address is written by hand;
-the setup cell that every chapter starts with is generated from it here, and a test
-(tests/test_book.py) checks that every notebook carries exactly this cell.
+`_config.yml`'s `repository.url` and `repository.release` (the git tag of the kadam_edu the book
+documents) are the one place the repository address and release are written by hand; the setup cell
+that every chapter starts with is generated from them here, and a test (tests/test_book.py) checks
+that every notebook carries exactly this cell. Notebooks that train also get Colab's metadata for a
+T4 GPU runtime, so the launch button opens them on a GPU.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUP_TAG = "kadam-setup"
+# Colab's notebook metadata for a GPU runtime (what Colab itself saves after "Change runtime type").
+COLAB_GPU = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
+# A notebook trains when it imports the library's experiments (they train models at SCALE on
+# pick_device()) or puts work on the device itself; the assignments' toys run on the CPU at every scale.
+TRAINS = re.compile(r"^[ \t]*(?:from|import)[ \t]+kadam_edu\.experiments\b"
+                    r"|^[ \t]*from[ \t]+kadam_edu[ \t]+import[ \t].*\bexperiments\b|\bpick_device\(", re.M)
 
 
 def _config_value(key: str, section: str = "repository") -> str:
@@ -35,21 +44,36 @@ def repository_url() -> str:
     return _config_value("url")
 
 
+def release() -> str:
+    """The git tag of the kadam_edu release the book documents ("v" + the package version)."""
+    return _config_value("release")
+
+
 def setup_cell_source() -> str:
-    """The first code cell of every notebook: install kadam_edu when missing (Colab), pick the scale."""
-    url, branch = repository_url(), _config_value("branch")
+    """The first code cell of every notebook: install the book's release of kadam_edu when missing
+    (Colab), warn when another version is installed, say whether there is a GPU, pick the scale."""
     return "\n".join([
-        "# Setup (the same in every notebook): install kadam_edu when missing, as on Colab,",
-        "# then pick the scale: \"paper\" on a GPU, \"cpu\" otherwise; KADAM_SCALE overrides.",
+        "# Setup (the same in every notebook): install the book's release of kadam_edu when missing,",
+        "# as on Colab, then pick the scale from the hardware; KADAM_SCALE overrides.",
         "import importlib.util, subprocess, sys",
+        f"RELEASE = \"{release()}\"  # the kadam_edu release this book documents",
         "if importlib.util.find_spec(\"kadam_edu\") is None:",
-        f"    PACKAGE = \"kadam-edu @ git+{url}@{branch}\"",
+        f"    PACKAGE = f\"kadam-edu @ git+{repository_url()}@{{RELEASE}}\"",
         "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", PACKAGE], check=True)",
         "import kadam_edu",
+        "import torch",
         "from kadam_edu.scale import describe, resolve_scale",
         "",
         "%matplotlib inline",
         "SCALE = resolve_scale(\"auto\")",
+        "if kadam_edu.__version__ != RELEASE.removeprefix(\"v\"):",
+        "    print(f\"Warning: kadam_edu {kadam_edu.__version__} is installed, but this book documents {RELEASE}: \"",
+        "          \"the text may not match what you see.\")",
+        "if torch.cuda.is_available():",
+        "    print(\"GPU:\", torch.cuda.get_device_name())",
+        "else:",
+        "    print(f\"No GPU in this runtime: this chapter runs at {SCALE} scale \"",
+        "          \"(in Colab: Runtime -> Change runtime type -> T4 GPU)\")",
         "print(describe(SCALE))",
     ])
 
@@ -91,9 +115,21 @@ def setup_cell_index(nb: dict) -> int:
     raise ValueError("notebook has no code cell")
 
 
+def trains(nb: dict) -> bool:
+    """Whether a code cell after the setup cell trains (see TRAINS): such notebooks open on a Colab GPU."""
+    i = setup_cell_index(nb)
+    return any(c["cell_type"] == "code" and TRAINS.search(_source(c)) for c in nb["cells"][i + 1:])
+
+
 def synced(nb: dict) -> dict:
-    """The notebook with the setup cell in place, no outputs and no execution counts."""
+    """The notebook with the setup cell in place, no outputs and no execution counts, and Colab's
+    GPU runtime metadata exactly when it trains."""
     nb = json.loads(json.dumps(nb))
+    meta = nb.setdefault("metadata", {})
+    for key in COLAB_GPU:
+        meta.pop(key, None)
+    if trains(nb):
+        meta.update(json.loads(json.dumps(COLAB_GPU)))
     i = setup_cell_index(nb)
     cell = nb["cells"][i]
     cell["source"] = setup_cell_source()
@@ -122,7 +158,7 @@ def main(argv: list[str]) -> int:
         nb = json.loads(path.read_text())
         want = _dump(synced(nb))
         if path.read_text() != want:
-            stale.append(path.relative_to(ROOT))
+            stale.append(os.path.relpath(path, ROOT))
             if argv[0] == "sync":
                 path.write_text(want)
     verb = "rewrote" if argv[0] == "sync" else "out of sync"
