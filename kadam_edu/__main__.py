@@ -5,6 +5,15 @@
     python -m kadam_edu reproduce fig1 --scale cpu --out results/cpu/fig1
     python -m kadam_edu reproduce fig9 --scale paper --shard 3/16 --out results/fig9-shard3
     python -m kadam_edu merge results/fig9-shard* --out results/paper/fig9
+    python -m kadam_edu reproduce fig1 --scale paper --shard auto --out 'results/fig1/shard-{shard}'  # Slurm array
+    python -m kadam_edu reproduce fig1 --scale paper --shard 3/64 --dry-run    # check it all, run nothing
+
+``--shard auto`` takes the shard from the Slurm array job's variables (``sbatch --array=0-63``:
+task ID - MIN of COUNT; :func:`kadam_edu.experiments.slurm_shard`). A literal ``{shard}`` in
+``--out`` becomes the shard's index I, so one command line serves the whole array; a sharded run
+without ``--out`` writes ``results/FIGURE/shard-I``. The figure, scale, settings, seed and shard
+are checked (:func:`kadam_edu.experiments.plan`) before ``--out`` is touched; ``--dry-run`` stops
+there, after checking ``--out`` too, and prints what the run would do.
 
 ``--out`` is checked before any work: it must be (or be creatable as) a writable directory, and
 an existing one must be empty unless ``--force`` is given; ``--force`` replaces only that
@@ -75,11 +84,8 @@ def _check_out(out: Path) -> None:
         raise ValueError(f"--out {out} is not writable: {base} does not allow this user to write into it")
 
 
-@contextmanager
-def _claim(out: Path, name: str, *, force: bool):
-    """Hold ``out`` for this run: checked (:func:`_check_out`), refused if not empty unless
-    ``force``, created, and marked by ``.<name>.lock`` (created exclusively) until the run ends.
-    Directories created here are removed again if the run leaves them empty."""
+def _check_target(out: Path, name: str, *, force: bool) -> None:
+    """:func:`_check_out`, and refuse a non-empty ``out`` unless ``force``: nothing is created."""
     _check_out(out)
     if not force and out.is_dir() and any(out.iterdir()):
         held = sorted(p.name for p in out.iterdir())
@@ -88,6 +94,14 @@ def _claim(out: Path, name: str, *, force: bool):
         shown = ", ".join(held[:6]) + (f", ... ({len(held)} entries)" if len(held) > 6 else "")
         raise ValueError(f"--out {out} is not empty: it holds {shown}{note}. Choose an empty or new directory, "
                          "or pass --force to replace this figure's result and PNG there (other files stay)")
+
+
+@contextmanager
+def _claim(out: Path, name: str, *, force: bool):
+    """Hold ``out`` for this run: checked (:func:`_check_target`: refused if not empty unless
+    ``force``), created, and marked by ``.<name>.lock`` (created exclusively) until the run ends.
+    Directories created here are removed again if the run leaves them empty."""
+    _check_target(out, name, force=force)
     created, lock, locked = [], out / f".{name}.lock", False
     try:
         for d in reversed([out, *out.parents]):
@@ -140,15 +154,59 @@ def _commit(result, out: Path, *, plot: bool) -> Path:
     return path
 
 
+SHARD_FIELD = "{shard}"
+_RUN_OPTIONS = {"seed": "--seed", "device": "--device", "shard": "--shard", "progress": "--quiet"}
+
+
+def _out_dir(out: str | None, figure: str, shard: tuple[int, int] | None) -> Path:
+    """``--out`` with a literal ``{shard}`` replaced by the shard's index I; by default
+    ``results/FIGURE``, or ``results/FIGURE/shard-I`` for a sharded run."""
+    text = out if out is not None else f"results/{figure}" + ("" if shard is None else f"/shard-{SHARD_FIELD}")
+    if SHARD_FIELD in text:
+        if shard is None:
+            raise ValueError(f"--out {text} holds {SHARD_FIELD}, which stands for the shard's index I, but no --shard "
+                             "was given: add --shard I/N or --shard auto, or write the directory out")
+        text = text.replace(SHARD_FIELD, str(shard[0]))
+    return Path(text)
+
+
+def _dry_run(args, planned: dict, out: Path) -> None:
+    """Print what ``reproduce`` would run and write: the checks are done, nothing is computed."""
+    from kadam_edu.scale import pick_device
+
+    shard = planned["shard"]
+    where = "the whole run" if shard is None else \
+        f"shard {shard[0]}/{shard[1]} (the sweep's points with index = {shard[0]} mod {shard[1]})"
+    try:
+        device = str(pick_device(args.device))
+    except ValueError as e:  # a login node may lack the GPU the job will get
+        device = f"{args.device} (note: {e}; checked again when it runs)"
+    settings = ", ".join(f"{k}={v!r}" for k, v in planned["config"].items())
+    writes = f"{out / (args.figure + '.json')} and its npz"
+    if not args.no_plot:
+        writes += f", {out / (args.figure + '.png')}"
+    print(f"dry run, nothing computed or written: {args.figure} at scale {planned['scale']}, seed {planned['seed']}, "
+          f"{where}\n  settings: {settings}\n  device: {device}\n  would write {writes}")
+
+
 def cmd_reproduce(args) -> int:
     from kadam_edu import experiments
 
-    experiments.get(args.figure)  # an unknown name is refused first
     overrides = dict(args.set or [])
-    out = Path(args.out or Path("results") / args.figure)
+    clash = sorted(set(overrides) & set(_RUN_OPTIONS))
+    if clash:
+        raise ValueError(f"--set {clash[0]}=...: {clash[0]} is not a preset setting; use {_RUN_OPTIONS[clash[0]]}")
+    planned = experiments.plan(args.figure, args.scale, seed=args.seed, shard=args.shard, **overrides)
+    shard = planned["shard"]
+    out = _out_dir(args.out, args.figure, shard)
+    if args.dry_run:
+        _check_target(out, args.figure, force=args.force)
+        _dry_run(args, planned, out)
+        return 0
     with _claim(out, args.figure, force=args.force):
-        result = experiments.reproduce(args.figure, args.scale, seed=args.seed, device=args.device,
-                                       shard=args.shard, progress=not args.quiet, **overrides)
+        result = experiments.reproduce(args.figure, planned["scale"], seed=args.seed, device=args.device,
+                                       shard=None if shard is None else f"{shard[0]}/{shard[1]}",
+                                       progress=not args.quiet, **overrides)
         _commit(result, out, plot=not args.no_plot)
     return 0
 
@@ -173,8 +231,12 @@ def main(argv=None) -> int:
     rp = sub.add_parser("reproduce", help="run one figure or book experiment, save its result (JSON + npz) and a PNG")
     rp.add_argument("figure")
     rp.add_argument("--scale", default="auto", help="smoke, cpu, paper or auto (default; KADAM_SCALE overrides auto)")
-    rp.add_argument("--out", default=None, help="output directory, empty or new unless --force (default: results/FIGURE)")
-    rp.add_argument("--shard", default=None, help="I/N: run the sweep points with index = I mod N (sweeps only; see `list`)")
+    rp.add_argument("--out", default=None,
+                    help="output directory, empty or new unless --force; a literal {shard} in it becomes the shard's "
+                         "index I (default: results/FIGURE, or results/FIGURE/shard-{shard} with --shard)")
+    rp.add_argument("--shard", default=None,
+                    help="I/N: run the sweep points with index = I mod N (sweeps only; see `list`); auto: this Slurm "
+                         "array task's shard, ID - MIN of COUNT (sbatch --array=0-63)")
     rp.add_argument("--seed", type=int, default=0)
     rp.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     rp.add_argument("--set", action="append", type=_override, metavar="KEY=VALUE", help="override a preset setting")
@@ -182,6 +244,8 @@ def main(argv=None) -> int:
                     help="write into a non-empty --out, replacing this figure's result and PNG there")
     rp.add_argument("--no-plot", action="store_true", help="no PNG (an old PNG of this figure in --out is removed)")
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
+    rp.add_argument("--dry-run", action="store_true",
+                    help="check the figure, scale, settings, seed, shard and --out, print what would run; run nothing")
     rp.set_defaults(func=cmd_reproduce)
 
     mp = sub.add_parser("merge", help="join the shards of a sweep into one result")

@@ -259,3 +259,100 @@ def test_merge_refuses_what_is_not_one_whole_sweep(case, match, fake, tmp_path, 
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- --shard auto, {shard} in --out, --dry-run
+
+
+@pytest.fixture
+def array_task(monkeypatch):
+    """``array_task(id, count, low=0)``: this process is task ``id`` of a Slurm array (no array at first)."""
+    for key in ("ID", "COUNT", "MIN", "MAX", "STEP"):
+        monkeypatch.delenv(f"SLURM_ARRAY_TASK_{key}", raising=False)
+
+    def task(task_id, count, low=0):
+        for key, value in (("ID", task_id), ("COUNT", count), ("MIN", low), ("MAX", low + count - 1), ("STEP", 1)):
+            monkeypatch.setenv(f"SLURM_ARRAY_TASK_{key}", str(value))
+
+    return task
+
+
+def test_shard_auto_runs_the_array_task_s_shard_into_out_with_shard_filled_in(fake, tmp_path, array_task, capsys):
+    array_task(4, 4, low=1)  # sbatch --array=1-4: the last task is shard 3/4
+    assert _run("--shard", "auto", out=tmp_path / "fig3" / "shard-{shard}") == 0, capsys.readouterr().err
+    done = Result.load(tmp_path / "fig3" / "shard-3")
+    assert done.provenance["shard"] == [3, 4] and [p["index"] for p in done.points] == [3]
+    assert [p.name for p in (tmp_path / "fig3").iterdir()] == ["shard-3"]
+
+
+def test_shard_auto_outside_a_slurm_array_is_a_message_before_any_work(fake, tmp_path, array_task, capsys):
+    assert _run("--shard", "auto", out=tmp_path / "shard-{shard}") == 2
+    err = capsys.readouterr().err
+    assert "SLURM_ARRAY_TASK_ID is not set" in err and "Slurm array" in err and "Traceback" not in err
+    assert fake.calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_out_with_a_shard_placeholder_needs_a_shard(fake, tmp_path, capsys):
+    assert _run(out=tmp_path / "shard-{shard}") == 2
+    err = capsys.readouterr().err
+    assert "{shard}" in err and "--shard" in err and fake.calls == [] and list(tmp_path.iterdir()) == []
+    assert _run("--shard", "1/2", out=tmp_path / "shard-{shard}") == 0  # an explicit shard fills it in too
+    assert Result.load(tmp_path / "shard-1").provenance["shard"] == [1, 2]
+
+
+def test_a_sharded_run_without_out_writes_results_figure_shard_i(fake, tmp_path, monkeypatch, array_task):
+    monkeypatch.chdir(tmp_path)
+    array_task(1, 2)
+    assert main(["reproduce", "fig3", "--scale", "smoke", "--shard", "auto", "--quiet", "--no-plot"]) == 0
+    assert main(["reproduce", "fig3", "--scale", "smoke", "--shard", "0/2", "--quiet", "--no-plot"]) == 0
+    assert sorted(p.name for p in (tmp_path / "results" / "fig3").iterdir()) == ["shard-0", "shard-1"]
+
+
+def test_dry_run_checks_everything_prints_the_plan_and_writes_nothing(fake, tmp_path, array_task, capsys):
+    array_task(2, 4)
+    out = tmp_path / "new" / "shard-{shard}"
+    assert _run("--shard", "auto", "--set", "points=8", "--seed", "5", "--dry-run", out=out) == 0
+    said = capsys.readouterr().out
+    for part in ("fig3", "scale smoke", "seed 5", "shard 2/4", "points=8", str(tmp_path / "new" / "shard-2"),
+                 "nothing computed"):
+        assert part in said, (part, said)
+    assert fake.calls == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--set", "points=0"], "fig3 setting points must be a positive int"),
+    (["--set", "nope=1"], "unknown settings ['nope']"),
+    (["--seed", "-1"], "seed must be a non-negative int"),
+    (["--shard", "2/2"], "shard must be 'I/N' with 0 <= I < N"),
+])
+def test_dry_run_refuses_what_the_run_would_refuse(fake, tmp_path, capsys, args, says):
+    assert _run(*args, "--dry-run", out=tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and fake.calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_dry_run_refuses_a_non_empty_out_and_a_shard_of_a_non_sweep(fake, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert _run("--dry-run", out=tmp_path) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["reproduce", "fig4", "--scale", "smoke", "--shard", "0/2", "--dry-run", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "is not a sweep" in capsys.readouterr().err and fake.calls == []
+
+
+def test_a_bad_setting_is_refused_before_out_is_touched(fake, tmp_path, capsys):
+    """The run checks its settings as the dry run does, before it claims --out."""
+    claimed = []
+    fake.during = lambda: claimed.append(True)
+    assert _run("--set", "points=0", out=tmp_path / "out") == 2
+    assert "points must be a positive int" in capsys.readouterr().err
+    assert fake.calls == [] and claimed == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("key, option", [("seed", "--seed"), ("shard", "--shard"), ("device", "--device")])
+def test_set_of_a_run_option_is_refused_naming_the_option(fake, tmp_path, capsys, key, option):
+    """``--set seed=3`` used to reach reproduce twice over (a TypeError traceback)."""
+    assert _run("--set", f"{key}=3", out=tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert f"{key} is not a preset setting; use {option}" in err and "Traceback" not in err
+    assert fake.calls == [] and list(tmp_path.iterdir()) == []

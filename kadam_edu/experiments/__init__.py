@@ -24,12 +24,17 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
+import os
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kadam_edu import validate
-from kadam_edu.experiments.result import Result, merge, parse_shard, provenance
+from kadam_edu.experiments.result import Result, merge, parse_shard, provenance, slurm_shard
 
-__all__ = ["FIGURES", "Figure", "Result", "merge", "reproduce", "get", "parse_shard", "provenance"]
+__all__ = ["FIGURES", "Figure", "Result", "merge", "reproduce", "get", "parse_shard", "provenance", "slurm_shard",
+           "plan", "load_or_reproduce", "RESULTS_ENV"]
 
 KINDS = ("paper", "book")
 
@@ -142,3 +147,108 @@ def reproduce(name: str, scale="auto", **kwargs) -> Result:
         if kwargs["shard"] is None and not figure.takes_shard():
             kwargs = {k: v for k, v in kwargs.items() if k != "shard"}
     return fn(scale, **kwargs)
+
+
+def plan(name: str, scale="auto", **kwargs) -> dict:
+    """What ``reproduce(name, scale, **kwargs)`` would run, every argument checked as it checks them;
+    nothing runs and nothing is loaded.
+
+    Returns ``{"figure", "scale" (resolved), "config" (the preset with the overrides, checked),
+    "seed", "shard" ((I, N), resolved from the Slurm array for "auto", or None), "run"}``, where
+    ``run`` holds the other keyword arguments the figure's function takes (``device``, ``progress``,
+    ...) as given. Keyword arguments that the function does not name are preset overrides.
+    """
+    from kadam_edu.experiments.common import PRESETS, settings_for
+
+    if not isinstance(name, str):
+        raise ValueError(f"unknown figure {name!r}; choose one of {sorted(FIGURES, key=_order)}")
+    fn = get(name)
+    params = inspect.signature(fn).parameters
+    named = {k for k, p in params.items() if k != "scale" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    seed = validate.seed("seed", kwargs.get("seed", params["seed"].default))
+    shard = kwargs.get("shard")
+    if shard is not None and not FIGURES[name].sweep:
+        raise ValueError(f"{name} is not a sweep: it runs as one job; shard must be None, got {shard!r} "
+                         f"(the sweeps: {[n for n in sorted(FIGURES, key=_order) if FIGURES[n].sweep]})")
+    shard = parse_shard(shard)
+    overrides = {k: v for k, v in kwargs.items() if k not in named | {"seed", "shard"}}  # shard=None: any figure
+    scale, config = settings_for(PRESETS[name], scale, overrides)
+    run = {k: v for k, v in kwargs.items() if k in named and k not in ("seed", "shard")}
+    return {"figure": name, "scale": scale, "config": config, "seed": seed, "shard": shard, "run": run}
+
+
+#: The environment variable naming the directory of merged paper-scale results, one per figure:
+#: ``$KADAM_RESULTS/<figure>/<figure>.json`` (what ``merge ... --out $KADAM_RESULTS/<figure>`` writes).
+RESULTS_ENV = "KADAM_RESULTS"
+
+#: Keyword arguments that change how a result is computed, not what it is: a stored one serves any.
+_HOW = ("device", "progress", "population")
+
+
+def _as_json(value):
+    from kadam_edu.experiments.result import _jsonable
+
+    return json.loads(json.dumps(_jsonable(value)))
+
+
+def _stored_difference(stored: Result, asked: dict) -> str | None:
+    """How ``stored`` differs from the run :func:`plan` describes (``asked``): the first of scale,
+    seed, shard, the other arguments the run names (``run``, except :data:`_HOW`) and config keys."""
+    from kadam_edu.experiments.result import _MISSING, _first_difference
+
+    pairs = [("scale", stored.scale, asked["scale"]),
+             ("seed", stored.provenance.get("seed"), asked["seed"]),
+             ("shard", stored.provenance.get("shard"), _as_json(asked["shard"]))]
+    pairs += [(k, stored.provenance.get(k, _MISSING), _as_json(v)) for k, v in sorted(asked["run"].items())
+              if k not in _HOW]
+    for what, there, here in pairs:
+        if there != here:
+            hint = " (one shard of the sweep: store the shards' merge, python -m kadam_edu merge SHARDS... --out " \
+                   "DIR)" if what == "shard" and here is None else ""
+            return f"{what} is {there!r} in the stored result but {here!r} here{hint}"
+    diff = _first_difference(stored.config, _as_json(asked["config"]))
+    if diff is not None:
+        key, there, here = diff
+        return f"config key {key!r} is {there!r} in the stored result but {here!r} here"
+    return None
+
+
+def load_or_reproduce(name: str, scale="auto", **kwargs) -> Result:
+    """Figure ``name``: the merged paper-scale result stored in ``$KADAM_RESULTS`` when the scale
+    resolves to "paper" and one is there, else ``reproduce(name, scale, **kwargs)``; prints which.
+
+    The stored result is ``$KADAM_RESULTS/<name>/<name>.json`` (the layout ``python -m kadam_edu
+    merge ... --out $KADAM_RESULTS/<name>`` writes), loaded by :meth:`Result.load` (its npz checked
+    by sha256). It must be what was asked: scale "paper", the same seed, the whole sweep (shard
+    None), and the paper preset with the same overrides, key by key; otherwise ValueError naming
+    the first key that differs (never a silent substitute). ``device``, ``progress`` and
+    ``population`` do not matter. Arguments are checked (:func:`plan`) and ``$KADAM_RESULTS``
+    must be a directory when set and used, before anything is loaded or run.
+    """
+    asked = plan(name, scale, **kwargs)
+    root = os.environ.get(RESULTS_ENV, "").strip()
+    if not root:
+        reason = f"{RESULTS_ENV} is not set"
+    elif asked["scale"] != "paper":
+        reason = f"{RESULTS_ENV} serves the paper scale only; this is scale {asked['scale']}"
+    elif not Path(root).is_dir():
+        raise ValueError(f"{RESULTS_ENV}={root} is not a directory: point it at the directory that holds "
+                         f"<figure>/<figure>.json (the merge --out of each figure), or unset it to compute")
+    else:
+        stored_path = Path(root) / name / f"{name}.json"
+        if stored_path.is_file():
+            stored = Result.load(stored_path, figure=name)
+            diff = _stored_difference(stored, asked)
+            if diff is not None:
+                raise ValueError(f"{name}: the stored result {stored_path} is not what was asked: {diff}. Point "
+                                 f"{RESULTS_ENV} at a matching result, ask for its settings, or unset "
+                                 f"{RESULTS_ENV} to compute it")
+            prov = stored.provenance
+            print(f"{name}: loaded the {'merged ' if prov.get('merged_from') else ''}paper-scale result from "
+                  f"{stored_path.parent} (created {prov.get('created', '?')}, git {prov.get('git_commit') or '?'})")
+            return stored
+        reason = f"no {name}/{name}.json in {RESULTS_ENV}={root}"
+    start = time.perf_counter()
+    result = reproduce(name, scale, **kwargs)
+    print(f"{name}: computed at scale {asked['scale']} in {time.perf_counter() - start:.0f} s ({reason})")
+    return result

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["Result", "provenance", "merge", "parse_shard"]
+__all__ = ["Result", "provenance", "merge", "parse_shard", "slurm_shard"]
 
 
 def _git_commit() -> str | None:
@@ -272,16 +272,71 @@ def _read_meta(path: Path) -> dict:
     return meta
 
 
+_SLURM = "SLURM_ARRAY_TASK_"
+_SUPPORTED = ("--shard auto supports a Slurm array of consecutive indices starting at 0 or 1, such as "
+              "--array=0-63 or --array=1-64 (a %K limit on running tasks is fine)")
+_RERUN = ("to rerun single shards of an N-task array, give --shard ${SLURM_ARRAY_TASK_ID}/N (shard i/N is "
+          "task i of --array=0-(N-1))")
+
+
+def slurm_shard(environ=None) -> tuple[int, int]:
+    """This Slurm array task's shard (ID - MIN, COUNT), from ``SLURM_ARRAY_TASK_ID``, ``_COUNT`` and
+    ``_MIN`` (``environ``: default ``os.environ``), so that ``sbatch --array=0-63`` (or ``1-64``) runs
+    shards 0/64 ... 63/64 with no arithmetic.
+
+    ValueError, naming the variable, when one is missing (not a Slurm array job) or not an integer, and
+    when the array is not one this numbering covers: a step (``--array=0-63:2``; ``_STEP`` is checked
+    when set), gaps (``--array=0,1,5``; checked against ``_MAX`` when set, and by the task's place
+    otherwise), a first index other than 0 or 1, or a single task (``--array=17`` reruns one task:
+    give ``--shard 17/N`` for that).
+    """
+    env = os.environ if environ is None else environ
+    values = {}
+    for key in ("ID", "COUNT", "MIN", "MAX", "STEP"):
+        text = env.get(_SLURM + key)
+        if text is None:
+            if key in ("ID", "COUNT", "MIN"):
+                raise ValueError(f"{_SLURM + key} is not set: --shard auto (shard='auto') is for Slurm array jobs; "
+                                 "submit with sbatch --array=0-63 (one task per shard), or give --shard I/N")
+            continue
+        try:
+            values[key] = int(text.strip())
+        except ValueError:
+            raise ValueError(f"{_SLURM + key} must be an integer; got {text!r} ({_SUPPORTED})") from None
+    task, count, low = values["ID"], values["COUNT"], values["MIN"]
+    step, high = values.get("STEP", 1), values.get("MAX")
+    if step != 1:
+        raise ValueError(f"this Slurm array has step {step} ({_SLURM}STEP): {_SUPPORTED}; for {count} shards "
+                         f"submit --array=0-{count - 1}")
+    if low not in (0, 1):
+        raise ValueError(f"this Slurm array starts at {low} ({_SLURM}MIN): {_SUPPORTED}; {_RERUN}")
+    if count < 2:
+        raise ValueError(f"this Slurm array has one task ({_SLURM}COUNT={count}): --shard auto would run the whole "
+                         f"sweep as shard 0/1. {_SUPPORTED}; {_RERUN}; for the whole sweep in one job, "
+                         "leave out --shard")
+    if high is not None and high - low + 1 != count:
+        raise ValueError(f"this Slurm array is not contiguous: indices {low}..{high} ({_SLURM}MIN, _MAX) hold only "
+                         f"{count} tasks ({_SLURM}COUNT). {_SUPPORTED}; {_RERUN}")
+    if not 0 <= task - low < count:
+        raise ValueError(f"Slurm array task {task} is {task - low} past the first index {low}, but the array has only "
+                         f"{count} tasks ({_SLURM}ID, _MIN, _COUNT): its indices have gaps. {_SUPPORTED}; {_RERUN}")
+    return task - low, count
+
+
 def parse_shard(shard) -> tuple[int, int] | None:
-    """"I/N" or (I, N) -> (I, N) with 0 <= I < N; None stays None."""
+    """"I/N" or (I, N) -> (I, N) with 0 <= I < N; "auto" -> this Slurm array task's shard
+    (:func:`slurm_shard`); None stays None."""
     if shard is None:
         return None
+    if isinstance(shard, str) and shard.strip() == "auto":
+        return slurm_shard()
+    allowed = "shard must be 'I/N' with 0 <= I < N, (I, N), or 'auto' (a Slurm array task's)"
     try:
         i, n = (int(x) for x in (shard.split("/") if isinstance(shard, str) else shard))
     except (ValueError, TypeError, AttributeError):
-        raise ValueError(f"shard must be 'I/N' with 0 <= I < N; got {shard!r}") from None
+        raise ValueError(f"{allowed}; got {shard!r}") from None
     if not 0 <= i < n:
-        raise ValueError(f"shard must be 'I/N' with 0 <= I < N; got {shard!r}")
+        raise ValueError(f"{allowed}; got {shard!r}")
     return i, n
 
 
