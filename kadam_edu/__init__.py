@@ -6,10 +6,10 @@ Optimization and Normalization* (Gould & Tanaka, 2024).
 
 import importlib
 
-from kadam_edu.optim import KAdam, Level, kadam_levels
+from kadam_edu.optim import KAdam, Level, adaptive_normalization, kadam_levels
 from kadam_edu import bounds, continuous, data, models, scale, train
 
-__all__ = ["KAdam", "Level", "kadam_levels", "bounds", "continuous", "data", "models", "scale", "train",
+__all__ = ["KAdam", "Level", "adaptive_normalization", "kadam_levels", "bounds", "continuous", "data", "models", "scale", "train",
            "assignments", "ema", "experiments", "levels", "plots", "scaling", "sde", "sharpness", "widgets"]
 __version__ = "0.1.0"
 

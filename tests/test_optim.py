@@ -436,3 +436,171 @@ def test_float16_with_default_eps_is_refused():
         KAdam([p]).step()
     KAdam([p], eps=1e-4).step()  # a representable eps is fine
     assert torch.isfinite(p).all()
+
+
+# --------------------------------------------------------------------------- refused input leaves no trace (issue 10)
+def _snapshot(opt):
+    return [dict((k, v) for k, v in g.items() if k != "params") | {"params": list(g["params"])} for g in opt.param_groups]
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (dict(lr=-1.0), "lr must be"),
+        (dict(weight_decay=float("inf")), "weight_decay must be"),
+        (dict(k=2), "same number of levels"),
+        (dict(levels=[Level(gamma=0.9, beta=0.999)] * 3), "same number of levels"),
+    ],
+)
+def test_refused_param_group_is_not_added(extra, message):
+    """A refused group leaves param_groups as they were; a group with another k is refused up front."""
+    model = small_model()
+    opt = KAdam(model[0].parameters(), lr=1e-2)
+    before = _snapshot(opt)
+    with pytest.raises(ValueError, match=message):
+        opt.add_param_group({"params": model[2].parameters(), **extra})
+    assert len(opt.param_groups) == 1 and _snapshot(opt) == before
+    # the optimizer still steps normally, and only over the first layer
+    train(model, opt, batches(1))
+    assert all(p.grad is not None and len(opt.state[p]) == 0 for p in model[2].parameters())
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_a_failing_step_moves_no_parameter(foreach):
+    """Every group is checked before any parameter moves: a fault in group 1 leaves group 0 untouched."""
+    model = small_model()
+    opt = KAdam([{"params": model[0].parameters()}, {"params": model[2].parameters()}], lr=1e-2, foreach=foreach)
+    train(model, opt, batches(1))
+    opt.param_groups[1]["levels"] = [Level(gamma=0.9, beta=0.999)] * 2  # k changed behind the optimizer's back
+    before = flat(model)
+    state_before = {p: (opt.state[p]["step"], [m.clone() for m in opt.state[p]["m"]]) for p in model.parameters()}
+    with pytest.raises(ValueError, match="k=2"):
+        train(model, opt, batches(1))
+    assert torch.equal(flat(model), before)
+    for p, (n, ms) in state_before.items():
+        assert opt.state[p]["step"] == n and all(torch.equal(a, b) for a, b in zip(opt.state[p]["m"], ms))
+
+
+def test_sparse_gradient_in_a_later_group_moves_nothing():
+    dense = torch.nn.Linear(3, 2)
+    emb = torch.nn.Embedding(10, 4, sparse=True)
+    opt = KAdam([{"params": dense.parameters()}, {"params": emb.parameters()}], lr=1e-2)
+    (dense(torch.ones(1, 3)).sum() + emb(torch.tensor([1, 2])).sum()).backward()
+    before = [p.detach().clone() for p in dense.parameters()]
+    with pytest.raises(SparseGradientError):
+        opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, dense.parameters()))
+    assert all(len(opt.state[p]) == 0 for p in dense.parameters())
+
+
+@pytest.mark.parametrize("foreign", ["adam", "adamw", "sgd"])
+def test_foreign_state_dict_is_refused_at_load_time(foreign):
+    model = small_model()
+    other = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)}[foreign](
+        model.parameters()
+    )
+    train(model, other, batches(2))
+    opt = KAdam(model.parameters(), lr=1e-2)
+    train(model, opt, batches(1))
+    groups_before = _snapshot(opt)
+    state_before = {p: (s["step"], [m.clone() for m in s["m"]]) for p, s in opt.state.items()}
+    with pytest.raises(ValueError, match="not a KAdam state dict"):
+        opt.load_state_dict(other.state_dict())
+    assert _snapshot(opt) == groups_before
+    assert set(opt.state) == set(state_before)
+    for p, (n, ms) in state_before.items():
+        assert opt.state[p]["step"] == n and all(torch.equal(a, b) for a, b in zip(opt.state[p]["m"], ms))
+    train(model, opt, batches(1))  # still steps
+
+
+def test_kadam_state_dict_with_a_foreign_per_parameter_layout_is_refused():
+    model = small_model()
+    opt = KAdam(model.parameters(), lr=1e-2, k=2)
+    train(model, opt, batches(1))
+    good = opt.state_dict()
+    bad_state = {i: {"step": 1, "exp_avg": s["m"][0], "exp_avg_sq": s["v"][0]} for i, s in good["state"].items()}
+    with pytest.raises(ValueError, match="KAdam's layout"):
+        opt.load_state_dict({**good, "state": bad_state})
+    one_level = {i: {**s, "m": s["m"][:1], "v": s["v"][:1]} for i, s in good["state"].items()}
+    with pytest.raises(ValueError, match="2 levels"):
+        opt.load_state_dict({**good, "state": one_level})
+    wrong_shape = {i: {**s, "m": [m[..., :1] for m in s["m"]]} for i, s in good["state"].items()}
+    with pytest.raises(ValueError, match="shape"):
+        opt.load_state_dict({**good, "state": wrong_shape})
+    bad_group = {**good, "param_groups": [{**good["param_groups"][0], "lr": float("inf")}]}
+    with pytest.raises(ValueError, match="lr must be"):
+        opt.load_state_dict(bad_group)
+    opt.load_state_dict(good)  # the real thing still loads
+    train(model, opt, batches(1))
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(lr=float("inf")), "lr must be a finite"),
+        (dict(weight_decay=float("inf")), "weight_decay must be a finite"),
+        (dict(eps=float("inf")), "eps must be a finite"),
+        (dict(lr=torch.tensor(float("inf"))), "lr must be a finite"),
+        (dict(fused="yes"), "fused must be None, True or False"),
+        (dict(foreach=True, fused=True), "fused and foreach cannot both be True"),
+    ],
+)
+def test_non_finite_hyperparameters_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        KAdam(small_model().parameters(), **kwargs)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_lr_that_does_not_fit_the_parameter_dtype_names_lr(foreach):
+    """lr=1e300 is a float64 number but not a float32 one: refused at the step, naming lr, before anything moves."""
+    model = small_model(torch.float32)
+    opt = KAdam(model.parameters(), lr=1e300, foreach=foreach)
+    before = flat(model)
+    with pytest.raises(ValueError, match=r"lr=1e\+300 .*float32"):
+        train(model, opt, batches(1, dtype=torch.float32))
+    assert torch.equal(flat(model), before) and len(opt.state) == 0
+    model64 = small_model()  # in float64 it is representable and steps
+    opt64 = KAdam(model64.parameters(), lr=1e300, foreach=foreach)
+    train(model64, opt64, batches(1))
+    assert torch.isfinite(flat(model64)).all()
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_zero_element_parameters_step_like_torch_adam(foreach):
+    empty = torch.nn.Parameter(torch.zeros(0, 3))
+    full = torch.nn.Parameter(torch.ones(4))
+    empty.grad, full.grad = torch.zeros(0, 3), torch.full((4,), 0.5)
+    opt = KAdam([empty, full], lr=0.1, foreach=foreach)
+    opt.step()
+    assert opt.state[empty]["step"] == 1 and opt.state[empty]["m"][0].shape == (0, 3)  # as torch.optim.Adam: stepped, no data
+    torch.testing.assert_close(full.detach(), torch.full((4,), 0.9))
+    assert opt.last_max_update == pytest.approx(1.0)
+    only_empty = KAdam([empty], foreach=foreach)
+    only_empty.step()
+    assert only_empty.last_max_update == 0.0 and only_empty.last_level_max_updates == [0.0]
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_meta_parameters_step_without_data(foreach):
+    """Like torch.optim.Adam, a meta-device parameter steps (shapes only); the max-update has no value (nan)."""
+    p = torch.nn.Parameter(torch.ones(4, 3, device="meta"))
+    p.grad = torch.ones(4, 3, device="meta")
+    opt = KAdam([p], k=2, foreach=foreach)
+    opt.step()
+    s = opt.state[p]
+    assert s["step"] == 1 and len(s["m"]) == 2 and s["v"][1].device.type == "meta"
+    assert opt.last_max_update_tensor.device.type == "meta"
+    assert math.isnan(opt.last_max_update)
+
+
+def test_state_dict_from_before_members_and_fused_still_loads():
+    """Checkpoints written before the members/fused options lack those keys: they load as None."""
+    model = small_model()
+    opt = KAdam(model.parameters(), lr=1e-2, k=2)
+    train(model, opt, batches(2))
+    sd = opt.state_dict()
+    sd["param_groups"] = [{key: v for key, v in g.items() if key not in ("members", "fused")} for g in sd["param_groups"]]
+    fresh = KAdam(model.parameters(), lr=1e-2, k=2)
+    fresh.load_state_dict(sd)
+    assert fresh.param_groups[0]["members"] is None and fresh.param_groups[0]["fused"] is None
+    train(model, fresh, batches(1))
