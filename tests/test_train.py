@@ -1,6 +1,7 @@
 """The training harness (records, schedules, divergence) and the scale switch."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -58,6 +59,33 @@ def test_annealed_is_eq15():
 def test_bad_schedules(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("bad", [-1e-3, math.nan, math.inf, -math.inf, True, "0.1", None, torch.tensor(0.1)])
+def test_a_schedule_that_returns_a_bad_learning_rate_is_refused_before_any_step(bad):
+    """A negative lr is gradient ascent, nan/inf poison the weights: refuse them, naming the step."""
+    model, batch_fn, loss_fn, _ = regression()
+    opt = KAdam(model.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in model.parameters()]
+    seen = []
+
+    def batches(n):
+        seen.append(n)
+        return batch_fn(n)
+
+    message = f"schedule(12) returned {bad!r}; a learning rate must be a finite real >= 0"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train(model, opt, batches, loss_fn, steps=20, schedule=lambda n: bad if n == 12 else 1e-2)
+    assert seen == [] and not opt.state  # no step ran
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    assert opt.param_groups[0]["lr"] == 1e-2
+
+
+def test_a_schedule_may_return_zero_and_numpy_reals():
+    model, batch_fn, loss_fn, _ = regression()
+    rec = train(model, KAdam(model.parameters()), batch_fn, loss_fn, steps=3,
+                schedule=lambda n: [0, np.float32(0.5), np.float64(1e-3)][n])
+    assert rec.lr.tolist() == [0.0, 0.5, 1e-3] and rec.diverged_at is None
 
 
 # --------------------------------------------------------------------------- records
