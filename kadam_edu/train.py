@@ -6,7 +6,9 @@ and gradients (for Eq. 12 and Fig. 4's cosine similarity with past gradients); e
 loss every ``eval_every`` steps. The per-step values stay on the device and reach the host
 every ``log_every`` steps (one read), so a GPU is never stalled by a step. A run whose loss,
 gradients, max-update or parameters stop being finite ends cleanly and records the step in
-``diverged_at``: every array in the record holds finite values only.
+``diverged_at``: every array in the record holds finite values only. A population (E models of
+one architecture stepped by one ``KAdam(..., members=E)``, :mod:`kadam_edu.population`) gets one
+record per member, each what that member trained alone would record; members diverge one by one.
 
 Schedules: :func:`warmup_cosine` (App. H) and :func:`annealed` (Eq. 15).
 """
@@ -70,7 +72,7 @@ def _check_lr(lr, name):
 class TrainRecord:
     """What one run recorded. Per-step arrays have one entry per completed step.
 
-    loss, lr, max_update: [n]; level_max_updates: [n, k]; eval_steps, eval_loss: [E];
+    loss, lr, max_update: [n]; level_max_updates: [n, k]; eval_steps, eval_loss: [number of evaluations];
     sq_norms[name]: [n + 1] (index 0 before training); values[name]: [n + 1, R] and
     grads[name]: [n, R] when asked for; diverged_at: the step whose loss, gradient or
     update stopped being finite (None if none); seconds: wall time.
@@ -157,7 +159,7 @@ def train(
     log_every: int = 50,
     progress: bool | None = None,
     desc: str | None = None,
-) -> TrainRecord:
+) -> TrainRecord | list[TrainRecord]:
     """Train for ``steps`` steps and record the figures' quantities (see :class:`TrainRecord`).
 
     batch_fn(n) -> the batch of step n; loss_fn(model, batch) -> scalar loss tensor.
@@ -182,6 +184,25 @@ def train(
     optimizer's state are not restored: build a new optimizer to train on. An error raised by
     one of those extra steps (e.g. a loss_fn that refuses nan weights) ends the run at the
     divergence too; an error with no divergence before it propagates.
+
+    Populations (``optimizer`` a ``KAdam(..., members=E)``, every parameter [E, ...], e.g.
+    :class:`~kadam_edu.population.PopulationGPT`): E runs at once, and train() returns a list of
+    E records, member e's being what train() of member e alone (its weights, hyperparameters,
+    batches and schedule) records, divergence included. Then loss_fn returns the E losses, a
+    tensor [E] (the backward pass takes the sum of the losses of the members still training);
+    schedule(n) returns one lr for all members or E of them (a sequence or 1-D numpy array;
+    they go to the device once, as a [steps, E] table); eval_fn returns E values (a sequence,
+    1-D array or tensor); each watch function returns a [E, ...] tensor, member e's weights
+    being its slice e. Each member diverges on its own, as above: from step n on it is frozen
+    (``KAdam.freeze_members``; KAdam freezes a member with a non-finite update itself), its
+    record ends at n and the others go on; the run ends at the first log point where every
+    member has diverged. A diverged member's slice of each parameter is that of its step n - 1
+    (restored at the log point that sees the divergence) and its slice of each gradient is
+    zeroed (all gradients are cleared once every member diverged). Freezing is permanent: a member
+    frozen before the call (e.g. by an earlier call) records ``diverged_at = 0``. An error
+    propagates unless every member diverged before it.
+
+    Returns a :class:`TrainRecord`; for a population, a list of E of them (in member order).
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0; got {steps!r}")
@@ -192,64 +213,102 @@ def train(
     for name, fn in (("batch_fn", batch_fn), ("loss_fn", loss_fn)):
         if not callable(fn):
             raise ValueError(f"{name} must be callable; got {fn!r}")
-    lrs = None if schedule is None else [_scheduled_lr(schedule, n) for n in range(steps)]
-    watch = dict(watch or {})
     is_kadam = isinstance(optimizer, KAdam)
-    k = len(KAdam.group_levels(optimizer.param_groups[0])) if is_kadam else 0
+    E = optimizer.members if is_kadam else None  # population size, None for one model
+    M = 1 if E is None else E  # rows recorded per step
     params = list(model.parameters())
+    if E is not None:
+        for name, p in model.named_parameters():
+            if p.ndim == 0 or p.shape[0] != E:
+                raise ValueError(f"the optimizer trains a population of {E} members, so every parameter needs the "
+                                 f"leading dimension {E}; parameter {name!r} has shape {tuple(p.shape)}")
+    lrs = None if schedule is None else [_scheduled_lr(schedule, n, E) for n in range(steps)]
+    watch = dict(watch or {})
+    if E is not None:
+        for name, fn in watch.items():
+            view = fn()
+            if not isinstance(view, Tensor) or view.ndim == 0 or view.shape[0] != E:
+                raise ValueError(f"watch[{name!r}] must return a [{E}, ...] tensor (member e's weights in slice e); "
+                                 f"got {_shape(view)}")
+    k = len(KAdam.group_levels(optimizer.param_groups[0])) if is_kadam else 0
     device = params[0].device if params else torch.device("cpu")
     wide = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    if lrs is not None and E is not None:  # every step's per-member lrs, on the device at once
+        lr_table = torch.tensor(np.reshape(lrs, (steps, E)), dtype=wide, device=device)
 
-    # One row per step, on the device: [finite, loss, max-update, k level max-updates, squared
-    # norms, values, grads]; ``initial`` holds the norms and values before step 0.
+    # One row per step and member, on the device: [finite, loss, max-update, k level max-updates,
+    # squared norms, values, grads]; ``initial`` holds the norms and values before step 0.
     def snapshot() -> list[Tensor]:
         views = [fn().detach().to(wide) for fn in watch.values()]
-        cols = [w.pow(2).sum().reshape(1) for w in views]
-        return cols + [w.reshape(-1) for w in views] if record_values else cols
+        cols = [_sum_of_squares(w, E) for w in views]
+        return cols + [w.reshape(M, -1) for w in views] if record_values else cols
 
     with torch.no_grad():
-        initial = torch.cat([torch.zeros(0, dtype=wide, device=device), *snapshot()])
+        initial = torch.cat([torch.zeros(M, 0, dtype=wide, device=device), *snapshot()], dim=1)
         last_finite = [p.detach().clone() for p in params]  # parameters after the last finite step
-    alive = torch.ones((), dtype=torch.bool, device=device)  # every step so far was finite
-    sizes = [fn().numel() for fn in watch.values()]
+    # every step so far was finite: 0-d, or per member [E]
+    alive = torch.ones(() if E is None else (E,), dtype=torch.bool, device=device)
+    sizes = [fn().numel() // M for fn in watch.values()]
     m = (1 + k) if is_kadam else 0
     width = 2 + m + len(sizes) + sum(sizes) * (record_values + record_grads)
-    rows: list[np.ndarray] = []
+    rows: list[list[np.ndarray]] = [[] for _ in range(M)]
+    lr_l: list[list[float]] = [[] for _ in range(M)]
+    ev_s: list[list[int]] = [[] for _ in range(M)]
+    ev_l: list[list[float]] = [[] for _ in range(M)]
+    diverged_at: list[int | None] = [None] * M
     pending: list[Tensor] = []
     pending_lr: list = []
-    lr_l: list[float] = []
-    ev_s, ev_l = [], []
-    diverged_at = None
+    steps_read = 0  # steps whose rows reached the host
 
-    def evaluate(n):
+    def training() -> list[int]:
+        """The members whose divergence the host has not seen."""
+        return [e for e in range(M) if diverged_at[e] is None]
+
+    def evaluate(n, members):
         model.eval()
         with torch.no_grad():
-            value = float(eval_fn(model))
+            values = _eval_values(eval_fn(model), E)
         model.train()
-        if math.isfinite(value):
-            ev_s.append(n)
-            ev_l.append(value)
+        for e in members:
+            if math.isfinite(values[e]):
+                ev_s[e].append(n)
+                ev_l[e].append(float(values[e]))
+
+    def settle() -> None:
+        """Put the diverged members back to the parameters of their last finite step; drop their gradients."""
+        all_diverged = not training()
+        with torch.no_grad():
+            for p, kept in zip(params, last_finite):
+                torch.where(_along_members(alive, p.ndim), p, kept, out=p)
+                if all_diverged:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.masked_fill_(_along_members(~alive, p.ndim), 0)
 
     def read() -> None:
-        """Log point: fetch the pending rows (one host read); cut the record at a non-finite step."""
-        nonlocal diverged_at
-        block = torch.stack(pending).cpu().numpy()
-        bad = np.flatnonzero(block[:, 0] == 0.0)
-        good = int(bad[0]) if bad.size else len(block)
-        if bad.size:
-            diverged_at = len(lr_l) + good
-            with torch.no_grad():
-                for p, kept in zip(params, last_finite):
-                    p.copy_(kept)
-                    p.grad = None
-        rows.append(block[:good])
-        lr_l.extend(float(lr) for lr in pending_lr[:good])
+        """Log point: fetch the pending rows (one host read); cut each member's record at its first non-finite step."""
+        nonlocal steps_read
+        block = torch.stack(pending).cpu().numpy()  # [steps, M, width]
+        lr_block = _lr_rows(pending_lr, M)
+        advanced = 0  # steps the progress bar moves: the most any member kept
+        for e in training():
+            bad = np.flatnonzero(block[:, e, 0] == 0.0)
+            good = int(bad[0]) if bad.size else len(block)
+            if bad.size:
+                diverged_at[e] = steps_read + good
+            rows[e].append(block[:good, e])
+            lr_l[e].extend(lr_block[:good, e].tolist())
+            advanced = max(advanced, good)
+        steps_read += len(block)
         pending.clear()
         pending_lr.clear()
+        if len(training()) < M:
+            settle()
         if bar is not None:
-            bar.update(good)
-            if good:
-                bar.set_postfix(loss=f"{block[good - 1, 1]:.3f}")
+            bar.update(advanced)
+            losses = [rows[e][-1][-1, 1] for e in range(M) if rows[e] and len(rows[e][-1])]
+            if advanced and losses:
+                bar.set_postfix(loss=f"{min(losses):.3f}", **({} if E is None else {"training": len(training())}))
 
     start = time.perf_counter()
     show = _progress_default() if progress is None else progress
@@ -263,49 +322,74 @@ def train(
         for n in range(steps):
             if lrs is not None:
                 for group in optimizer.param_groups:
-                    group["lr"] = lrs[n]
+                    group["lr"] = lrs[n] if E is None else lr_table[n]
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model, batch_fn(n))
-            loss.backward()
-            loss = loss.detach().reshape(1).to(device, wide)
-            finite = torch.isfinite(loss[0]) & _all_finite([p.grad for p in params if p.grad is not None], device)
-            grads = [_grad_of_view(model, fn, wide) for fn in watch.values()] if record_grads else []
+            _check_loss(loss, E)
+            (loss if E is None else torch.where(alive, loss, 0).sum()).backward()
+            loss = loss.detach()
+            finite = torch.isfinite(loss).reshape(alive.shape) & _all_finite(
+                [p.grad for p in params if p.grad is not None], device, E)
+            loss = loss.reshape(M, 1).to(device, wide)
+            grads = [_grad_of_view(model, fn, wide, M) for fn in watch.values()] if record_grads else []
+            if E is not None:  # a member whose loss or gradient is not finite does not step
+                optimizer.freeze_members(~(alive & finite))
             optimizer.step()
             with torch.no_grad():
                 cols = [loss]
                 if is_kadam:
-                    mu = _max_updates(optimizer, k, device, wide)
-                    finite = finite & torch.isfinite(mu[0])
+                    mu = _max_updates(optimizer, k, device, wide, M)
+                    finite = finite & torch.isfinite(mu[:, 0]).reshape(alive.shape)
                     cols.append(mu)
-                finite = finite & _all_finite(params, device)
+                finite = finite & _all_finite(params, device, E)
                 alive &= finite
                 for p, kept in zip(params, last_finite):
-                    torch.where(alive, p, kept, out=kept)
-                pending.append(torch.cat([finite.to(wide).reshape(1), *cols, *snapshot(), *grads]))
-            lr = optimizer.param_groups[0]["lr"]
-            pending_lr.append(lr.detach().clone() if isinstance(lr, Tensor) else lr)
+                    torch.where(_along_members(alive, p.ndim), p, kept, out=kept)
+                pending.append(torch.cat([finite.to(wide).reshape(M, 1), *cols, *snapshot(), *grads], dim=1))
+            if lrs is not None:
+                pending_lr.append(lrs[n])
+            else:
+                lr = optimizer.param_groups[0]["lr"]
+                pending_lr.append(lr.detach().to(device, wide, copy=True) if isinstance(lr, Tensor) else lr)
             evaluate_now = eval_fn is not None and eval_every and (n + 1) % eval_every == 0
             if evaluate_now or (n + 1) % log_every == 0 or n + 1 == steps:
                 read()
-                if diverged_at is not None:
+                if not training():
                     break
                 if evaluate_now:
-                    evaluate(n + 1)
+                    evaluate(n + 1, training())
     except Exception:
         # A step past a divergence the host has not seen yet runs on non-finite weights and may
         # fail; then the run ended at the divergence, as if the host had checked every step.
         if pending:
             read()
-        if diverged_at is None:
+        if training():
             raise
     finally:
         if bar is not None:
             bar.close()
-    table = np.concatenate(rows) if rows else np.zeros((0, width))
+        if lrs is not None and E is not None:  # the group keeps its last lrs, not a view of the table
+            for group in optimizer.param_groups:
+                if isinstance(group["lr"], Tensor):
+                    group["lr"] = group["lr"].clone()
     first = initial.cpu().numpy()
-    done = len(table)
-    if eval_fn is not None and (not ev_s or ev_s[-1] != done) and diverged_at is None:
-        evaluate(done)
+    if eval_fn is not None:
+        due = [e for e in training() if not ev_s[e] or ev_s[e][-1] != steps_read]
+        if due:
+            evaluate(steps_read, due)
+    seconds = time.perf_counter() - start
+    records = [
+        _record(rows[e], width, first[e], lr_l[e], ev_s[e], ev_l[e], diverged_at[e], seconds,
+                watch=list(watch), sizes=sizes, m=m, record_values=record_values, record_grads=record_grads)
+        for e in range(M)
+    ]
+    return records[0] if E is None else records
+
+
+def _record(rows, width, first, lrs, ev_s, ev_l, diverged_at, seconds, *, watch, sizes, m,
+            record_values, record_grads) -> TrainRecord:
+    """One member's TrainRecord from its rows [n, width] and its row before step 0."""
+    table = np.concatenate(rows) if rows else np.zeros((0, width))
     sq_norms, values, grads = {}, {}, {}
     at = {"sq": 2 + m, "values": 2 + m + len(sizes), "grads": 2 + m + len(sizes) + sum(sizes) * record_values}
     offset = 0
@@ -317,13 +401,13 @@ def train(
         if record_grads:
             grads[name] = table[:, at["grads"] + offset:at["grads"] + offset + size].copy()
         offset += size
-    if is_kadam:
+    if m:
         max_update, level_max_updates = table[:, 2].copy(), table[:, 3:2 + m].copy()
     else:  # no max-update to record
         max_update, level_max_updates = np.zeros(0), np.zeros((0, 0))
     return TrainRecord(
         loss=table[:, 1].copy(),
-        lr=np.asarray(lr_l, dtype=float),
+        lr=np.asarray(lrs, dtype=float),
         max_update=max_update,
         level_max_updates=level_max_updates,
         eval_steps=np.asarray(ev_s, dtype=int),
@@ -332,47 +416,127 @@ def train(
         values=values,
         grads=grads,
         diverged_at=diverged_at,
-        seconds=time.perf_counter() - start,
+        seconds=seconds,
     )
 
 
-def _scheduled_lr(schedule: Callable[[int], float], n: int) -> float:
-    """schedule(n) as a float, refused unless it is a finite real >= 0 (a negative lr is gradient ascent)."""
+def _shape(x) -> str:
+    return f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else f"{type(x).__name__} {x!r:.80}"
+
+
+def _scheduled_lr(schedule: Callable[[int], float], n: int, members: int | None = None) -> float | np.ndarray:
+    """schedule(n) as a float, refused unless it is a finite real >= 0 (a negative lr is gradient ascent).
+
+    For a population of ``members``: an array [members], from one real or ``members`` of them."""
     value = schedule(n)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+    if members is not None and not isinstance(value, numbers.Real):
+        per_member = isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 1)
+        if per_member and len(value) == members:
+            for lr in value:
+                _check_scheduled(lr, value, n)
+            return np.asarray(value, dtype=float)
+        raise ValueError(
+            f"schedule({n}) returned {value!r}; with a population of {members} members it must return one "
+            f"learning rate for all (a Python float) or a sequence / 1-D numpy array of {members} learning "
+            "rates (one per member), each a finite real >= 0"
+        )
+    lr = _check_scheduled(value, value, n)
+    return lr if members is None else np.full(members, lr)
+
+
+def _check_scheduled(lr, value, n: int) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr < 0:
         raise ValueError(
             f"schedule({n}) returned {value!r}; a learning rate must be a finite real >= 0 (a Python float)"
         )
-    return float(value)
+    return float(lr)
 
 
-def _all_finite(tensors: list[Tensor], device: torch.device) -> Tensor:
-    """0-d bool tensor on ``device``: every entry of every tensor is finite (no host sync).
+def _lr_rows(lrs: list, members: int) -> np.ndarray:
+    """The learning rates of some steps as [steps, members]: floats and host arrays as they are,
+    device tensors (a group's tensor lr) fetched together in one host read."""
+    tensors = [lr.reshape(-1) for lr in lrs if isinstance(lr, Tensor)]
+    fetched = iter(torch.stack(tensors).cpu().numpy() if tensors else ())
+    out = np.empty((len(lrs), members))
+    for i, lr in enumerate(lrs):
+        out[i] = next(fetched) if isinstance(lr, Tensor) else lr
+    return out
+
+
+def _check_loss(loss, members: int | None) -> None:
+    """loss_fn's value: a scalar tensor for one model, a tensor [E] for a population."""
+    if members is None:
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            raise ValueError(
+                "loss_fn must return a scalar loss (a tensor with one element; a population of E models returns "
+                f"its E losses, with an optimizer KAdam(..., members=E)); got {_shape(loss)}"
+            )
+    elif not isinstance(loss, Tensor) or loss.shape != (members,):
+        raise ValueError(
+            f"loss_fn must return one loss per member, a tensor of shape [{members}]; got {_shape(loss)}"
+        )
+
+
+def _eval_values(value, members: int | None) -> np.ndarray:
+    """eval_fn's value as a float array [1], or [E] for a population of E members."""
+    if members is None:
+        return np.array([float(value)])
+    if isinstance(value, Tensor):
+        value = value.detach().cpu().double().numpy()
+    try:
+        values = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        values = None
+    if values is None or values.shape != (members,):
+        got = (f"{values.size} values" if values is not None and values.ndim == 1 else
+               f"an array of shape {values.shape}" if values is not None and values.ndim > 1 else repr(value))
+        raise ValueError(
+            f"eval_fn must return {members} values (one per member: a sequence, 1-D array or tensor); got {got}"
+        )
+    return values
+
+
+def _all_finite(tensors: list[Tensor], device: torch.device, members: int | None = None) -> Tensor:
+    """Every entry of every tensor is finite: a 0-d bool tensor on ``device``, or per member [E]
+    (tensors [E, ...]); no host sync.
 
     min and max propagate nan, so one aminmax per tensor decides it without a bool copy of each.
     """
-    ends = [end.to(device) for t in tensors if t.numel() for end in torch.aminmax(t.detach())]
+    if members is None:
+        ends = [end.to(device) for t in tensors if t.numel() for end in torch.aminmax(t.detach())]
+    else:
+        ends = [end.to(device) for t in tensors if t.numel()
+                for end in torch.aminmax(t.detach().reshape(members, -1), dim=1)]
     if not ends:
-        return torch.ones((), dtype=torch.bool, device=device)
-    return torch.isfinite(torch.stack(ends)).all()
+        return torch.ones(() if members is None else (members,), dtype=torch.bool, device=device)
+    return torch.isfinite(torch.stack(ends)).all(0)
 
 
-def _max_updates(optimizer: KAdam, k: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """[||u_n||_inf, ||u_n^(1)||_inf, ..., ||u_n^(k)||_inf] of the last step (Eq. 10, App. T): [1 + k] on ``device``.
+def _along_members(mask: Tensor, ndim: int) -> Tensor:
+    """A per-member mask [E] as [E, 1, ..., 1] against an ndim-d parameter; a 0-d mask as it is."""
+    return mask if mask.ndim == 0 else mask.view(-1, *(1,) * (ndim - 1))
 
-    Uses KAdam's device-side max-updates where it keeps them, else reads its float properties (a host sync).
-    """
-    mu = getattr(optimizer, "last_max_update_tensor", None)
+
+def _sum_of_squares(w: Tensor, members: int | None) -> Tensor:
+    """||w||^2 as [1, 1], or per member [E, 1] for w [E, ...]."""
+    if members is None:
+        return w.pow(2).sum().reshape(1, 1)
+    return w.reshape(members, -1).pow(2).sum(1, keepdim=True)
+
+
+def _max_updates(optimizer: KAdam, k: int, device: torch.device, dtype: torch.dtype, members: int) -> Tensor:
+    """[||u_n||_inf, ||u_n^(1)||_inf, ..., ||u_n^(k)||_inf] of the last step (Eq. 10, App. T) per member:
+    [members, 1 + k] on ``device`` (members = 1 for one model); nan before KAdam's first step."""
+    mu = optimizer.last_max_update_tensor
     if mu is None:
-        levels = optimizer.last_level_max_updates or [math.nan] * k
-        return torch.tensor([optimizer.last_max_update, *levels], dtype=dtype, device=device)
+        return torch.full((members, 1 + k), math.nan, dtype=dtype, device=device)
     levels = optimizer.last_level_max_updates_tensor
-    return torch.cat([mu.reshape(1).to(device, dtype), levels.reshape(-1).to(device, dtype)])
+    return torch.cat([mu.reshape(members, 1).to(device, dtype), levels.reshape(members, k).to(device, dtype)], dim=1)
 
 
-def _grad_of_view(model: nn.Module, view_fn: Callable[[], Tensor], dtype: torch.dtype) -> Tensor:
+def _grad_of_view(model: nn.Module, view_fn: Callable[[], Tensor], dtype: torch.dtype, members: int) -> Tensor:
     """The gradient entries that match a watched weight view (the view's slicing applied to .grad),
-    copied as a flat ``dtype`` tensor on the gradient's device."""
+    copied as a ``dtype`` tensor [members, -1] on the gradient's device (members = 1 for one model)."""
     view = view_fn()
     for p in model.parameters():
         if p.grad is not None and view.untyped_storage().data_ptr() == p.untyped_storage().data_ptr():
@@ -380,5 +544,5 @@ def _grad_of_view(model: nn.Module, view_fn: Callable[[], Tensor], dtype: torch.
                 raise ValueError("watched weights must be views of contiguous parameters")
             offset = view.storage_offset() - p.storage_offset() + p.grad.storage_offset()
             g = torch.as_strided(p.grad, view.shape, view.stride(), offset)
-            return g.reshape(-1).to(dtype, copy=True)
+            return g.reshape(members, -1).to(dtype, copy=True)
     raise ValueError("a watched weight is not a view of any parameter that has a gradient")

@@ -11,11 +11,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from kadam_edu import KAdam
 from kadam_edu.scale import seed_everything
 from kadam_edu.train import train
+
+from _sync import HostReads  # tests/_sync.py
 
 STEPS = 60
 
@@ -208,28 +209,6 @@ def test_a_divergence_leaves_the_parameters_of_the_last_finite_step(opt_name, ki
         for name, p in model.named_parameters():
             assert torch.equal(p, stopped.get_parameter(name)), (log_every, name)
             assert p.grad is None  # the gradients of steps past the divergence are dropped
-
-
-class HostReads(TorchDispatchMode):
-    """Counts reads of tensor values by the host: ``.item()``, ``float()``, ``bool()`` (all dispatch
-    ``aten::_local_scalar_dense``), plus ``.numpy()`` and ``.tolist()`` (counted by patching them)."""
-
-    def __init__(self, monkeypatch):
-        super().__init__()
-        self.count = 0
-        for name in ("numpy", "tolist"):
-            original = getattr(torch.Tensor, name)
-
-            def counted(t, *args, _original=original, **kwargs):
-                self.count += 1
-                return _original(t, *args, **kwargs)
-
-            monkeypatch.setattr(torch.Tensor, name, counted)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 def mlp_run(opt_name, **kwargs):
