@@ -21,7 +21,8 @@ and takes a few seconds per kernel, plus ~10 s for the first one in a process on
 makes Adam's 7 passes in one kernel: on the paper's 10.8M-parameter GPT (2 CPU threads)
 k = 1, 2, 3 take 0.94x, 1.58x, 2.21x its time, the ratios of the bytes moved (1, 11/7, 15/7).
 
-Usage, one ``FlatKAdam`` per device and dtype of a param group::
+``KAdam(..., fused=True)`` keeps one ``FlatKAdam`` per param group, device and dtype and
+calls it in ``step()``; by hand::
 
     flat = FlatKAdam(params, k=2)          # params now live in flat.theta
     states = [{} for _ in params]          # per-parameter state, as KAdam keeps it

@@ -24,7 +24,6 @@ Notation trap: the paper writes ``beta`` for the second-moment decay and
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -35,6 +34,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.utils.weak import WeakTensorKeyDictionary
+
+from kadam_edu.fused import FUSED_DTYPES, FlatKAdam
 
 __all__ = ["KAdam", "Level", "kadam_levels", "adaptive_normalization", "STRATEGIES", "SparseGradientError"]
 
@@ -320,6 +321,8 @@ def _check_group(group: dict, *, check_values: bool) -> list[Level]:
         raise ValueError(f"fused must be None, True or False; got {fused!r}")
     if fused and group["foreach"]:
         raise ValueError("fused and foreach cannot both be True: pick one implementation")
+    if fused:
+        _check_fusable(group, members)
     if members is not None:
         for i, p in enumerate(group["params"]):
             if p.ndim == 0 or p.shape[0] != members:
@@ -328,6 +331,42 @@ def _check_group(group: dict, *, check_values: bool) -> list[Level]:
                     f"population group needs the leading dimension {members} (one slice per member)"
                 )
     return _group_levels(group, check_values=check_values)
+
+
+def _check_fusable(group: dict, members: int | None) -> None:
+    """Refuse what the fused kernel (:mod:`kadam_edu.fused`) cannot do, as torch.optim.Adam(fused=True)
+    does for its kernel: populations, tensor decays, dtypes other than float32/float64, a parameter
+    twice, sparse gradients (one already there; a later one is refused at the step)."""
+    if members is not None:
+        raise ValueError(
+            f"fused=True does not support population groups (members={members}): their per-member "
+            "hyperparameters need the single-tensor or foreach path; use fused=False"
+        )
+    if group["levels"] is not None:
+        levels = group["levels"] if isinstance(group["levels"], Sequence) else []
+        decays = [(f"levels[{i}].{name}", getattr(lvl, name)) for i, lvl in enumerate(levels)
+                  if isinstance(lvl, Level) for name in ("gamma", "beta")]
+    else:
+        betas = group["betas"] if isinstance(group["betas"], Sequence) else []
+        decays = [(f"betas[{i}]", b) for i, b in enumerate(betas)]
+    for name, value in decays:
+        if isinstance(value, Tensor):
+            raise ValueError(f"fused=True needs float decays: {name} is {_describe(value)}; pass a float")
+    params = group["params"]
+    for i, p in enumerate(params):
+        if p.dtype not in FUSED_DTYPES:
+            allowed = ", ".join(str(d).removeprefix("torch.") for d in FUSED_DTYPES)
+            raise ValueError(
+                f"fused=True handles {allowed} parameters; parameter {i} of the group is {p.dtype}: "
+                "use fused=False for it (e.g. in a param group of its own)"
+            )
+        if p.grad is not None and p.grad.is_sparse:
+            raise SparseGradientError(
+                f"fused=True needs dense gradients; parameter {i} of the group has a sparse one "
+                "(e.g. nn.Embedding(sparse=True)): use sparse=False"
+            )
+    if len({id(p) for p in params}) != len(params):
+        raise ValueError("fused=True: a param group must not hold the same parameter twice")
 
 
 # ---------------------------------------------------------------------------
@@ -555,8 +594,15 @@ class KAdam(Optimizer):
             path (Algorithm 1 line by line); ``None``: the faster one for the device
             (foreach on CUDA, single-tensor on CPU; ``benchmarks/optimizer_step.py``
             measures both).
-        fused: ``True``: the whole step as one fused kernel per device/dtype
-            (:mod:`kadam_edu.fused`; NotImplementedError while that module is absent).
+        fused: ``True``: the whole step as one compiled kernel per param group, device and dtype
+            (:class:`~kadam_edu.fused.FlatKAdam`: the group's parameters, gradients and moments live
+            in flat buffers, the parameters as views into them). float32/float64 parameters, dense
+            gradients, float decays, no ``members``; not with ``foreach=True``. The first step
+            compiles the kernel (seconds; needs a C++ compiler on CPU, Triton on CUDA). New
+            gradient tensors (``zero_grad()``) are copied into the flat buffer each step;
+            ``zero_grad(set_to_none=False)`` lets backward write into it directly. After
+            ``model.to(...)`` build a new optimizer (a state dict carries the state over).
+            ``None`` (default) or ``False``: not fused, as in torch.
         members: ``E`` makes a *population* group: E models of one architecture trained as one
             batched model, every parameter of shape [E, ...]. Then ``lr`` and ``weight_decay``
             may be tensors [E], and the decays too (``betas=(gamma[E], beta[E])`` or
@@ -614,6 +660,8 @@ class KAdam(Optimizer):
         # Scratch buffers hold u_n^(i) in place, so a step allocates nothing large.
         # They are not optimizer state (nothing carries over between steps).
         self._scratch: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+        # fused groups: group index -> (its params, k, their (device, dtype, shape), its FlatKAdams)
+        self._flats: dict[int, tuple[tuple[Tensor, ...], int, list[tuple], list[FlatKAdam]]] = {}
         super().__init__(params, defaults)
 
     # ------------------------------------------------------------------ groups
@@ -647,8 +695,6 @@ class KAdam(Optimizer):
                     f"members together): this group has members={members}, param group {i} has "
                     f"members={group['members']}; use a second KAdam"
                 )
-        if candidate.get("fused") and importlib.util.find_spec("kadam_edu.fused") is None:
-            raise NotImplementedError("fused=True needs kadam_edu.fused, which is not available yet; use foreach=True")
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         group["k"] = k
@@ -663,6 +709,7 @@ class KAdam(Optimizer):
         self.__dict__.setdefault("_max_update", None)
         self.__dict__.setdefault("_level_max_updates", None)
         self.__dict__.setdefault("_active", None)
+        self.__dict__.setdefault("_flats", {})
         for group in self.param_groups:  # state dicts from before these options
             group.setdefault("members", None)
             group.setdefault("fused", None)
@@ -748,13 +795,18 @@ class KAdam(Optimizer):
 
     def load_state_dict(self, state_dict: dict) -> None:
         """torch's ``load_state_dict``, after checking that ``state_dict`` is a KAdam state dict
-        that fits these parameters: anything else is refused with a ValueError and nothing changes."""
+        that fits these parameters: anything else is refused with a ValueError and nothing changes.
+
+        The hyperparameters come from ``state_dict``; ``foreach`` and ``fused`` (how the step is
+        computed, not what) stay this optimizer's, so a fused run's checkpoint resumes unfused on a
+        machine without a compiler and vice versa (the paths agree to rounding)."""
         self._check_state_dict(state_dict)
         active = state_dict.get("members_active")
+        paths = [(group["foreach"], group.get("fused")) for group in self.param_groups]
         super().load_state_dict({key: value for key, value in state_dict.items() if key != "members_active"})
-        for group in self.param_groups:
+        for group, (foreach, fused) in zip(self.param_groups, paths):
             group.setdefault("members", None)
-            group.setdefault("fused", None)
+            group["foreach"], group["fused"] = foreach, fused
             group["k"] = len(_group_levels(group, check_values=False))
             _place_group_tensors(group)
         if self._active is not None:
@@ -785,8 +837,8 @@ class KAdam(Optimizer):
                 raise ValueError(f"loaded state dict's param group {i} has members={saved.get('members')}, "
                                  f"this KAdam's has members={group['members']}")
             try:
-                k = len(_check_group({**saved, "members": group["members"], "params": group["params"]},
-                                     check_values=True))
+                k = len(_check_group({**saved, "members": group["members"], "params": group["params"],
+                                      "foreach": group["foreach"], "fused": group.get("fused")}, check_values=True))
             except ValueError as err:
                 raise ValueError(f"loaded state dict's param group {i}: {err}") from None
             ks.add(k)
@@ -814,20 +866,27 @@ class KAdam(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        plan = self._plan()
-        if not plan:
+        checked = self._plan()
+        if not checked:
             return loss
-        for _, params, levels in plan:
-            for p in params:
-                self._init_state(p, len(levels))
+        plan = []  # (group, its parameters with a gradient, its levels, its FlatKAdams if fused)
+        for i, group, params, levels in checked:
+            flats = None
+            if group.get("fused"):  # a FlatKAdam makes the state, as views into its buffers
+                flats = self._fused_flats(i, group, len(levels), build=True)
+            else:
+                for p in params:
+                    self._init_state(p, len(levels))
+            plan.append((group, params, levels, flats))
         if self.members is None:
             self._step_models(plan)
         else:
             self._step_population(plan)
         return loss
 
-    def _plan(self) -> list[tuple[dict, list[Tensor], list[Level]]]:
-        """Check every group and parameter that will step; change nothing."""
+    def _plan(self) -> list[tuple[int, dict, list[Tensor], list[Level]]]:
+        """Check every group and parameter that will step; change nothing. Each entry: the group's
+        index, the group, its parameters with a gradient and its levels."""
         plan, k = [], None
         for i, group in enumerate(self.param_groups):
             params = [p for p in group["params"] if p.grad is not None]
@@ -845,8 +904,42 @@ class KAdam(Optimizer):
                 _check_fits_dtype(group, dtype)
             for p in params:
                 _check_param(p, self.state.get(p), len(levels), group["members"])
-            plan.append((group, params, levels))
+            if group.get("fused"):
+                self._fused_flats(i, group, len(levels), build=False)
+            plan.append((i, group, params, levels))
         return plan
+
+    def _fused_flats(self, i: int, group: dict, k: int, *, build: bool) -> list[FlatKAdam] | None:
+        """Fused param group i's :class:`~kadam_edu.fused.FlatKAdam` s, one per device and dtype of its
+        parameters (in the order they first appear), kept while the group holds the same parameters
+        and k, else built anew (their states are copied over at the next step).
+
+        A parameter whose device, dtype or shape changed since they were built (``model.to(...)``)
+        is refused with a ValueError: its state lives in the old buffers. ``build=False`` only
+        checks, and returns None where the buffers are still to be built."""
+        params = tuple(group["params"])
+        cached = self._flats.get(i)
+        if cached is not None and cached[1] == k and len(cached[0]) == len(params) and all(
+            a is b for a, b in zip(cached[0], params)
+        ):
+            for j, (p, (device, dtype, shape)) in enumerate(zip(params, cached[2])):
+                if (p.device, p.dtype, p.shape) != (device, dtype, shape):
+                    raise ValueError(
+                        f"parameter {j} of param group {i} is now {p.dtype} of shape {tuple(p.shape)} on "
+                        f"{p.device}, but KAdam(fused=True) keeps its state in flat buffers built for {dtype} "
+                        f"of shape {tuple(shape)} on {device}: build a new optimizer after model.to(...) (or any "
+                        "change of a parameter's device, dtype or shape); new.load_state_dict(old.state_dict()) "
+                        "carries the state over"
+                    )
+            return cached[3]
+        if not build:
+            return None
+        by_kind: dict[tuple, list[Tensor]] = {}
+        for p in params:
+            by_kind.setdefault((p.device, p.dtype), []).append(p)
+        flats = [FlatKAdam(same, k) for same in by_kind.values()]
+        self._flats[i] = (params, k, [(p.device, p.dtype, p.shape) for p in params], flats)
+        return flats
 
     def _init_state(self, p: Tensor, k: int) -> None:
         state = self.state[p]
@@ -875,11 +968,28 @@ class KAdam(Optimizer):
         )
         return scratch, lr, maxes, level_maxes
 
+    def _run_fused(self, group: dict, flats: list[FlatKAdam], levels: list[Level]):
+        """A fused group's step: one kernel per FlatKAdam. Returns per-kernel max-updates, as :meth:`_run`."""
+        maxes: list[Tensor] = []
+        level_maxes: list[list[Tensor]] = [[] for _ in levels]
+        for flat in flats:
+            states = [self.state[p] if p.grad is not None else self.state.get(p, {}) for p in flat.params]
+            out = flat.step(states, levels=levels, lr=group["lr"], weight_decay=group["weight_decay"],
+                            coupled=group["coupled"], eps=float(group["eps"]))
+            if out is not None:  # None: no parameter of this device and dtype has a gradient
+                maxes.append(out[0])
+                for acc, t in zip(level_maxes, out[1].unbind()):
+                    acc.append(t)
+        return maxes, level_maxes
+
     def _step_models(self, plan) -> None:
         maxes: list[Tensor] = []
         level_maxes: list[list[Tensor]] = [[] for _ in plan[0][2]]
-        for group, params, levels in plan:
-            _, _, mx, lmx = self._run(group, params, levels, apply=True)
+        for group, params, levels, flats in plan:
+            if group.get("fused"):
+                mx, lmx = self._run_fused(group, flats, levels)
+            else:
+                _, _, mx, lmx = self._run(group, params, levels, apply=True)
             maxes.extend(mx)
             for acc, lm in zip(level_maxes, lmx):
                 acc.extend(lm)
@@ -896,7 +1006,7 @@ class KAdam(Optimizer):
         maxes: list[Tensor] = []
         level_maxes: list[list[Tensor]] = [[] for _ in plan[0][2]]
         pending = []
-        for group, params, levels in plan:
+        for group, params, levels, _ in plan:
             scratch, lr, mx, lmx = self._run(group, params, levels, apply=False)
             pending.append((params, scratch, lr))
             maxes.extend(mx)

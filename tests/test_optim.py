@@ -265,6 +265,24 @@ def test_state_dict_resume_is_bit_exact(foreach):
     assert opt_resumed.last_max_update == opt_full.last_max_update
 
 
+def test_loaded_state_dict_keeps_this_optimizers_code_path():
+    """foreach and fused say how a step is computed, not what: load_state_dict takes the hyperparameters
+    from the state dict but keeps the loading optimizer's foreach/fused (and resumes to rounding)."""
+    data = batches(6)
+    full, first = small_model(), small_model()
+    full_opt = KAdam(full.parameters(), lr=1e-2, k=2, foreach=True)
+    first_opt = KAdam(first.parameters(), lr=1e-2, k=2, foreach=True)
+    train(full, full_opt, data)
+    train(first, first_opt, data[:3])
+    resumed = small_model(seed=123)
+    resumed.load_state_dict(first.state_dict())
+    resumed_opt = KAdam(resumed.parameters(), lr=1.0, k=2, foreach=False)
+    resumed_opt.load_state_dict(first_opt.state_dict())
+    assert resumed_opt.param_groups[0]["foreach"] is False and resumed_opt.param_groups[0]["lr"] == 1e-2
+    train(resumed, resumed_opt, data[3:])
+    torch.testing.assert_close(flat(resumed), flat(full), rtol=1e-12, atol=1e-14)
+
+
 def test_explicit_levels_survive_the_safe_loader():
     model = small_model()
     opt = KAdam(model.parameters(), levels=[Level(gamma=0.9, beta=0.999), Level(gamma=0.0, beta=0.9)])
