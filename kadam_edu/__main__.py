@@ -55,19 +55,29 @@ def _costs() -> dict:
 
 
 def cmd_list(args) -> int:
-    from kadam_edu.experiments import COST_MACHINE, FIGURES, _order
+    from kadam_edu.experiments import COST_MACHINE, FIGURES, _order, estimate
+    from kadam_edu.experiments.estimate import DEVICES, reference_file
+    from kadam_edu.scale import format_seconds
 
     costs = _costs()
     names = sorted(FIGURES, key=_order)
     width = max(len("figure"), *map(len, names))
-    print(f"{'figure':{width}s}  {'from':9s} {'smoke':>8s} {'cpu':>8s} {'paper':>10s}  sweep  title")
+    print(f"{'figure':{width}s}  {'from':9s} {'smoke':>8s} {'cpu':>8s} {'gpu (T4 est.)':>13s}  sweep  title")
+    measured = False
     for name in names:
         f = FIGURES[name]
         c = costs.get(name, {})
-        print(f"{name:{width}s}  {f.label:9s} {c.get('smoke', '?'):>8s} {c.get('cpu', '?'):>8s} {c.get('paper', '?'):>10s}  "
+        e = estimate(name, "gpu", "t4")
+        gpu = format_seconds(e["seconds"]) + ("*" if e["basis"] != "estimated" else "")
+        measured |= e["basis"] != "estimated"
+        print(f"{name:{width}s}  {f.label:9s} {c.get('smoke', '?'):>8s} {c.get('cpu', '?'):>8s} {gpu:>13s}  "
               f"{'yes' if f.sweep else 'no ':5s}  {f.title}")
     print("\nfrom: 'paper' = a figure of Gould & Tanaka (2024); 'book chN' = an extra experiment of the book's Chapter N")
-    print(f"costs: wall time measured on {costs.get('_machine', COST_MACHINE)}")
+    print(f"smoke, cpu: wall time measured on {costs.get('_machine', COST_MACHINE)}")
+    print(f"gpu: estimated for one {DEVICES['t4'].name} (16 GB) by kadam_edu.experiments.estimate from counted FLOPs, "
+          "bytes and kernel launches, no GPU run behind it; paper: experiments.estimate(name, 'paper')")
+    if measured:
+        print(f"*: projected from step times measured by benchmarks/gpu_check.py ({reference_file('t4')})")
     return 0
 
 
@@ -155,7 +165,34 @@ def _commit(result, out: Path, *, plot: bool) -> Path:
 
 
 SHARD_FIELD = "{shard}"
-_RUN_OPTIONS = {"seed": "--seed", "device": "--device", "shard": "--shard", "progress": "--quiet"}
+_RUN_OPTIONS = {"seed": "--seed", "device": "--device", "shard": "--shard", "progress": "--quiet",
+                "population": "--population", "paired": "--paired"}
+
+
+def _population(text: str):
+    """``--population``: "auto" or a positive int (checked by the experiment before any work)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--population takes 'auto' or a positive int; got {text!r}") from None
+
+
+def _run_kwargs(args) -> dict:
+    """The run options an experiment takes besides scale, seed, device, shard and progress."""
+    import inspect
+
+    from kadam_edu import experiments
+
+    out = {"population": args.population}
+    if args.paired:
+        takes = [n for n in experiments.FIGURES if "paired" in inspect.signature(experiments.get(n)).parameters]
+        if args.figure in experiments.FIGURES and args.figure not in takes:
+            raise ValueError(f"--paired: {args.figure} has no sweep points to pair; the experiments that take it: "
+                             f"{', '.join(sorted(takes, key=experiments._order))}")
+        out["paired"] = True
+    return out
 
 
 def _out_dir(out: str | None, figure: str, shard: tuple[int, int] | None) -> Path:
@@ -196,7 +233,8 @@ def cmd_reproduce(args) -> int:
     clash = sorted(set(overrides) & set(_RUN_OPTIONS))
     if clash:
         raise ValueError(f"--set {clash[0]}=...: {clash[0]} is not a preset setting; use {_RUN_OPTIONS[clash[0]]}")
-    planned = experiments.plan(args.figure, args.scale, seed=args.seed, shard=args.shard, **overrides)
+    planned = experiments.plan(args.figure, args.scale, seed=args.seed, shard=args.shard, **_run_kwargs(args),
+                               **overrides)
     shard = planned["shard"]
     out = _out_dir(args.out, args.figure, shard)
     if args.dry_run:
@@ -206,7 +244,7 @@ def cmd_reproduce(args) -> int:
     with _claim(out, args.figure, force=args.force):
         result = experiments.reproduce(args.figure, planned["scale"], seed=args.seed, device=args.device,
                                        shard=None if shard is None else f"{shard[0]}/{shard[1]}",
-                                       progress=not args.quiet, **overrides)
+                                       progress=not args.quiet, **_run_kwargs(args), **overrides)
         _commit(result, out, plot=not args.no_plot)
     return 0
 
@@ -226,7 +264,8 @@ def cmd_merge(args) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kadam_edu", description="Reproduce the figures of Gould & Tanaka (2024) and the book's extra experiments.")
     sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the figures and the book's extra experiments with their measured cost at each scale").set_defaults(func=cmd_list)
+    sub.add_parser("list", help="list the figures and the book's extra experiments with their cost at each scale "
+                                "(smoke, cpu: measured on CPU; gpu: estimated for a T4)").set_defaults(func=cmd_list)
 
     rp = sub.add_parser("reproduce", help="run one figure or book experiment, save its result (JSON + npz) and a PNG")
     rp.add_argument("figure")
@@ -238,6 +277,11 @@ def main(argv=None) -> int:
                     help="I/N: run the sweep points with index = I mod N (sweeps only; see `list`); auto: this Slurm "
                          "array task's shard, ID - MIN of COUNT (sbatch --array=0-63)")
     rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--population", type=_population, default="auto",
+                    help="sweep points trained at once as one batched model: 'auto' (default: 1 on CPU, "
+                         "more on CUDA) or a positive int; the result does not depend on it")
+    rp.add_argument("--paired", action="store_true",
+                    help="every sweep point shares the initialisation and batches of point 0 (common random numbers)")
     rp.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     rp.add_argument("--set", action="append", type=_override, metavar="KEY=VALUE", help="override a preset setting")
     rp.add_argument("--force", action="store_true",

@@ -20,7 +20,7 @@ convolutions. It stands in for the paper's Figure 6, whose layer list is not
 available as text (App. H only says "all convolutional layers use a kernel size of
 3x3 and a padding of 1").
 
-Each model has a frozen config dataclass and ``"paper"`` / ``"cpu"`` / ``"smoke"``
+Each model has a frozen config dataclass and ``"paper"`` / ``"gpu"`` / ``"cpu"`` / ``"smoke"``
 presets (:func:`gpt_config`, :func:`cnn_config`); ``scale="auto"`` is resolved by
 :mod:`kadam_edu.scale`, not here.
 """
@@ -121,9 +121,15 @@ class GPTConfig:
         return self.n_embd // self.n_head
 
 
-#: "paper": App. H. "cpu": the DESIGN's 2-core model. "smoke": CI-sized.
+#: "paper": App. H. "cpu": the DESIGN's 2-core model. "smoke": CI-sized. "gpu": between cpu and
+#: paper for the chapters whose quantity is about the model itself (the query/key heads of
+#: Chapter 3, the batch-size curves of Chapter 5, App. T's levels): twice the cpu model's depth
+#: and width, its context and 7.5x its parameters (0.82M; the paper's has 10.8M). One member step at
+#: batch 32 is about 9 ms on a T4 (``experiments.estimate``), so 32 members train at once in
+#: under 2 GB; dropout 0 as at cpu scale (the ODE and Hessian chapters need a deterministic loss).
 GPT_PRESETS: dict[str, GPTConfig] = {
     "paper": GPTConfig(),
+    "gpu": GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
     "cpu": GPTConfig(block_size=64, n_layer=2, n_head=4, n_embd=64, dropout=0.0),
     "smoke": GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=32, dropout=0.0),
 }
@@ -422,8 +428,11 @@ class CNNConfig:
         _check_bool("CNNConfig", "batch_norm", self.batch_norm)
 
 
+#: "paper": 64-128-256 channels (our stand-in for the paper's Figure 6). "cpu": a quarter of the
+#: width. "gpu": half the paper's width, a quarter of its FLOPs. "smoke": CI-sized.
 CNN_PRESETS: dict[str, CNNConfig] = {
     "paper": CNNConfig(),
+    "gpu": CNNConfig(widths=(32, 64, 128), hidden=256),
     "cpu": CNNConfig(widths=(16, 32, 64), hidden=128),
     "smoke": CNNConfig(widths=(8, 16, 16), hidden=32),
 }

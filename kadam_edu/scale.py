@@ -1,40 +1,47 @@
-"""The scale switch (smoke / cpu / paper) and the choice of device.
+"""The scale switch (smoke / cpu / gpu / paper), the choice of device, and the projection of a
+long run's wall time from its first steps.
 
-``scale="auto"`` is ``"paper"`` when CUDA is available and ``"cpu"`` otherwise; the
-environment variable ``KADAM_SCALE`` overrides ``"auto"`` (CI sets ``KADAM_SCALE=smoke``).
-An explicit scale passed to a function is used as given.
+``scale="auto"`` is ``"gpu"`` when CUDA is available and ``"cpu"`` otherwise; the environment
+variable ``KADAM_SCALE`` overrides ``"auto"`` (CI sets ``KADAM_SCALE=smoke``). ``"paper"`` is
+never picked by ``"auto"``: it must be named. An explicit scale passed to a function is used as given.
 
 | scale | purpose |
 |---|---|
 | smoke | CI: every notebook and figure runs end to end in seconds |
 | cpu | a laptop: results that still show the paper's effects |
-| paper | the paper's App. H configurations (a GPU) |
+| gpu | one Colab-class GPU (a T4): the paper's sweep sizes where populations allow, each chapter <= 15 min |
+| paper | the paper's App. H configurations: a cluster job (days of GPU time) |
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import random
+import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from kadam_edu import validate
 
-__all__ = ["SCALES", "resolve_scale", "pick_device", "seed_everything", "describe"]
+__all__ = ["SCALES", "resolve_scale", "pick_device", "seed_everything", "describe", "device_name", "project",
+           "StepTimer", "format_seconds"]
 
-SCALES = ("smoke", "cpu", "paper")
+SCALES = ("smoke", "cpu", "gpu", "paper")
 
 
 def resolve_scale(scale: str | None = "auto") -> str:
-    """One of SCALES. "auto"/None: $KADAM_SCALE if set, else "paper" with CUDA, else "cpu"."""
+    """One of SCALES. "auto"/None: $KADAM_SCALE if set, else "gpu" with CUDA, else "cpu"."""
     if scale is None or scale == "auto":
         env = os.environ.get("KADAM_SCALE", "").strip()
         if env and env != "auto":
             if env not in SCALES:
                 raise ValueError(f"KADAM_SCALE must be one of {SCALES} or 'auto'; got {env!r}")
             return env
-        return "paper" if torch.cuda.is_available() else "cpu"
+        return "gpu" if torch.cuda.is_available() else "cpu"
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES} or 'auto'; got {scale!r}")
     return scale
@@ -94,4 +101,100 @@ def describe(scale: str, device: torch.device | None = None) -> str:
     """One line for the top of a chapter: the scale in use and where it runs."""
     device = pick_device(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    return f"scale: {scale} | device: {name} | torch {torch.__version__} (set KADAM_SCALE=smoke|cpu|paper to change)"
+    return (f"scale: {scale} | device: {name} | torch {torch.__version__} "
+            f"(set KADAM_SCALE={'|'.join(SCALES)} to change)")
+
+
+def device_name(device) -> str:
+    """A device in words: the GPU's name ("Tesla T4"), "Apple MPS" or "the CPU (N threads)"."""
+    device = pick_device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    threads = torch.get_num_threads()
+    return f"the CPU ({threads} thread{'s' if threads != 1 else ''})"
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration for people: "4.2 s", "40 s", "3.5 min", "2.1 h", "3.2 d" ("?" if not finite)."""
+    if not math.isfinite(seconds):
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min" if seconds < 600 else f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def project(name: str, scale: str, *, seconds_per_step: float, steps: int, measured_steps: int, device) -> str:
+    """The projected wall time of a run, as one line: "fig1 at gpu scale: about 4.0 min on Tesla T4,
+    measured over 12 steps".
+
+    seconds_per_step: measured wall seconds of one step (>= 0); steps: the steps the whole run
+    takes (every population's, in order); measured_steps: how many steps the measurement took.
+    Training steps only: evaluations and setup come on top.
+    """
+    if isinstance(seconds_per_step, bool) or not isinstance(seconds_per_step, numbers.Real) \
+            or not math.isfinite(seconds_per_step) or seconds_per_step < 0:
+        raise ValueError(f"seconds_per_step must be a finite real >= 0; got {seconds_per_step!r}")
+    for arg, value in (("steps", steps), ("measured_steps", measured_steps)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{arg} must be a positive int; got {value!r}")
+    return (f"{name} at {scale} scale: about {format_seconds(seconds_per_step * steps)} on {device_name(device)}, "
+            f"measured over {measured_steps} steps")
+
+
+class StepTimer:
+    """Times a few steps of a long run and prints the :func:`project` line once, as the run goes on.
+
+    Call :meth:`tick` once at the start of every step (or hand :func:`kadam_edu.train.train` the
+    batch function :meth:`wrap` returns, which ticks on each call). The time from the start of
+    step ``skip`` to the start of step ``skip + measure`` (the first steps compile and allocate)
+    gives ``seconds_per_step``; then, if ``steps`` steps (the whole experiment's: every run and
+    population, at that rate) come to at least ``min_seconds``, ``out`` gets
+    ``project(name, scale, ...)``. Only the first ``skip + measure`` ticks are timed; later ones
+    cost nothing. On CUDA it synchronises the device at those two ticks only (two host syncs per
+    experiment). clock: the time source in seconds.
+    """
+
+    def __init__(self, name: str, scale: str, *, steps: int, device=None, skip: int = 2, measure: int = 10,
+                 min_seconds: float = 30.0, clock: Callable[[], float] = time.perf_counter,
+                 out: Callable[[str], object] = print):
+        for arg, value, lo in (("steps", steps, 1), ("skip", skip, 0), ("measure", measure, 1)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
+                kind = "a positive int" if lo else "an int >= 0"
+                raise ValueError(f"{arg} must be {kind}; got {value!r}")
+        self.name, self.scale, self.steps, self.device = name, scale, steps, pick_device(device)
+        self.skip, self.measure, self.min_seconds, self.clock, self.out = skip, measure, min_seconds, clock, out
+        self.done, self.seconds_per_step, self._ticks, self._start = False, None, 0, 0.0
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return self.clock()
+
+    def tick(self) -> None:
+        """The start of a step."""
+        if self.done:
+            return
+        if self._ticks == self.skip:
+            self._start = self._now()
+        elif self._ticks == self.skip + self.measure:
+            self.done = True
+            self.seconds_per_step = per_step = (self._now() - self._start) / self.measure
+            if per_step * self.steps >= self.min_seconds:
+                self.out(project(self.name, self.scale, seconds_per_step=per_step, steps=self.steps,
+                                 measured_steps=self.measure, device=self.device))
+        self._ticks += 1
+
+    def wrap(self, batch_fn: Callable[..., object]) -> Callable[..., object]:
+        """``batch_fn`` that ticks before handing out each batch (unchanged)."""
+
+        def timed(*args, **kwargs):
+            self.tick()
+            return batch_fn(*args, **kwargs)
+
+        return timed

@@ -356,3 +356,45 @@ def test_set_of_a_run_option_is_refused_naming_the_option(fake, tmp_path, capsys
     err = capsys.readouterr().err
     assert f"{key} is not a preset setting; use {option}" in err and "Traceback" not in err
     assert fake.calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_population_and_paired_reach_the_experiment(monkeypatch, tmp_path):
+    seen = {}
+
+    def reproduce(name, scale, **kwargs):
+        seen.update(kwargs)
+        return _result(1.0, figure=name)
+
+    monkeypatch.setattr(experiments, "reproduce", reproduce)
+    assert main(["reproduce", "fig3", "--scale", "smoke", "--out", str(tmp_path / "a"), "--quiet", "--no-plot",
+                 "--population", "3", "--paired"]) == 0
+    assert seen["population"] == 3 and seen["paired"] is True
+    assert main(["reproduce", "fig3", "--scale", "smoke", "--out", str(tmp_path / "b"), "--quiet", "--no-plot"]) == 0
+    assert seen["population"] == "auto"  # the default; paired is then left to the experiment
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--population", "0"], "population must be a positive int"),
+    (["--population", "-2"], "population must be a positive int"),
+    (["--paired", "--set", "steps=3"], None),  # fine on a sweep (dry run)
+])
+def test_population_is_checked_before_any_work(args, message, tmp_path, capsys):
+    rc = main(["reproduce", "fig3", "--scale", "smoke", "--out", str(tmp_path / "o"), "--quiet", "--dry-run", *args])
+    err = capsys.readouterr().err
+    if message is None:
+        assert rc == 0, err
+    else:
+        assert rc == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_paired_on_an_experiment_without_sweep_points_is_a_message(tmp_path, capsys):
+    assert main(["reproduce", "fig4", "--scale", "smoke", "--out", str(tmp_path / "o"), "--quiet", "--paired"]) == 2
+    err = capsys.readouterr().err
+    assert "--paired: fig4 has no sweep points to pair" in err and "fig1" in err
+
+
+def test_population_that_is_not_a_number_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "fig3", "--scale", "smoke", "--out", str(tmp_path / "o"), "--population", "x"])
+    assert e.value.code == 2 and "--population takes 'auto' or a positive int" in capsys.readouterr().err

@@ -320,7 +320,8 @@ def test_generate_bad_arguments(kwargs, match):
 
 # --------------------------------------------------------------------------- configs
 def test_gpt_presets_and_overrides():
-    assert set(GPT_PRESETS) == {"paper", "cpu", "smoke"}
+    assert set(GPT_PRESETS) == {"paper", "gpu", "cpu", "smoke"}
+    assert gpt_config("gpu") == GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
     assert gpt_config("cpu") == GPTConfig(block_size=64, n_layer=2, n_head=4, n_embd=64, dropout=0.0)
     assert gpt_config("smoke") == GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=32, dropout=0.0)
     cfg = gpt_config("cpu", qk_norm=True, dropout=0.1)
@@ -374,9 +375,9 @@ def test_cnn_output_shape(scale, batch_norm):
 
 
 def test_cnn_parameter_counts():
-    """paper: 2,196,810 (~2.2M); cpu: 204,570; smoke: 17,490 (no batch norm)."""
+    """paper: 2,196,810 (~2.2M); gpu: 814,122; cpu: 204,570; smoke: 17,490 (no batch norm)."""
     counts = {s: count_parameters(CIFARNet(c)) for s, c in CNN_PRESETS.items()}
-    assert counts == {"paper": 2_196_810, "cpu": 204_570, "smoke": 17_490}
+    assert counts == {"paper": 2_196_810, "gpu": 814_122, "cpu": 204_570, "smoke": 17_490}
 
 
 def test_cnn_overrides():

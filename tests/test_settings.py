@@ -266,3 +266,60 @@ def test_finite_log_slope_refuses_a_window_that_is_no_window():
     for n, half in ((10, 0), (10, -3), (10, 2.5), (-1, 1), ("10", 1)):
         with pytest.raises(ValueError, match="half|n must"):
             common.finite_log_slope(values, n, half)
+
+
+# --------------------------------------------------------------------------- the scales (issue 12)
+def test_the_scales_are_smoke_cpu_gpu_paper():
+    from kadam_edu.scale import SCALES
+
+    assert SCALES == ("smoke", "cpu", "gpu", "paper")
+
+
+def test_auto_is_gpu_with_cuda_cpu_without_and_paper_only_when_named(monkeypatch):
+    from kadam_edu.scale import resolve_scale
+
+    monkeypatch.delenv("KADAM_SCALE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_scale("auto") == "gpu" and resolve_scale(None) == "gpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_scale("auto") == "cpu"
+    assert resolve_scale("paper") == "paper" and resolve_scale("gpu") == "gpu"  # named: used as given
+    for env in ("paper", "gpu", "smoke"):  # KADAM_SCALE overrides auto, whatever the hardware
+        monkeypatch.setenv("KADAM_SCALE", env)
+        assert resolve_scale("auto") == env
+        assert resolve_scale("cpu") == "cpu"
+    monkeypatch.setenv("KADAM_SCALE", "huge")
+    with pytest.raises(ValueError, match=r"KADAM_SCALE must be one of \('smoke', 'cpu', 'gpu', 'paper'\)"):
+        resolve_scale("auto")
+    with pytest.raises(ValueError, match=r"scale must be one of .*'gpu'.*; got 'tpu'"):
+        resolve_scale("tpu")
+
+
+def test_describe_names_every_scale():
+    from kadam_edu.scale import describe
+
+    line = describe("gpu", "cpu")
+    assert line.startswith("scale: gpu | device: cpu") and "KADAM_SCALE=smoke|cpu|gpu|paper" in line
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_experiment_has_a_preset_at_every_scale_gpu_included(name):
+    from kadam_edu.scale import SCALES
+
+    FIGURES[name].function()
+    presets = common.PRESETS[name]
+    assert set(presets) == set(SCALES), (name, sorted(presets))
+    assert common.settings_for(presets, "gpu", {})[1] == presets["gpu"]
+
+
+def test_every_model_has_a_gpu_preset_between_cpu_and_paper():
+    from kadam_edu.models import CIFARNet, CNN_PRESETS, GPT, GPT_PRESETS, count_parameters
+    from kadam_edu.scale import SCALES
+
+    assert set(GPT_PRESETS) == set(SCALES) and set(CNN_PRESETS) == set(SCALES)
+    for presets, build in ((GPT_PRESETS, GPT), (CNN_PRESETS, CIFARNet)):
+        with torch.device("meta"):
+            sizes = {s: count_parameters(build(presets[s])) for s in ("cpu", "gpu", "paper")}
+        assert sizes["cpu"] < sizes["gpu"] < sizes["paper"], sizes
+    gpu = GPT_PRESETS["gpu"]
+    assert (gpu.n_layer, gpu.n_head, gpu.n_embd, gpu.block_size) == (4, 4, 128, 128)

@@ -175,11 +175,11 @@ def test_bad_train_input():
 # --------------------------------------------------------------------------- scale
 def test_resolve_scale(monkeypatch):
     monkeypatch.delenv("KADAM_SCALE", raising=False)
-    assert resolve_scale("auto") == ("paper" if torch.cuda.is_available() else "cpu")
+    assert resolve_scale("auto") == ("gpu" if torch.cuda.is_available() else "cpu")
     monkeypatch.setenv("KADAM_SCALE", "smoke")
     assert resolve_scale() == "smoke" and resolve_scale("auto") == "smoke"
     assert resolve_scale("cpu") == "cpu"  # an explicit scale wins
-    assert set(SCALES) == {"smoke", "cpu", "paper"}
+    assert set(SCALES) == {"smoke", "cpu", "gpu", "paper"}
     monkeypatch.setenv("KADAM_SCALE", "huge")
     with pytest.raises(ValueError, match="KADAM_SCALE must be one of"):
         resolve_scale()

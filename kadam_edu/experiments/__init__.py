@@ -17,7 +17,12 @@ key is refused with the list of keys, a bad value or a clash between keys with a
 names them (each preset key has a spec, :class:`~kadam_edu.experiments.common.Presets`); a bad
 ``seed`` (an int in [0, 2**63 - 1]) or an unavailable ``device`` (where one is used) likewise. The sweeps
 (``Figure.sweep``) also take ``shard`` ("I/N", for sweeps split across jobs; join with
-:func:`merge`); :func:`reproduce` refuses a shard for any other.
+:func:`merge`); :func:`reproduce` refuses a shard for any other. The experiments that train
+several models of one shape (fig1, fig3, fig9-12, fig2, eos, noise_batch_scaling) take
+``population`` ("auto" or a positive int: that many models trained at once as one batched model,
+:mod:`kadam_edu.population`; the result does not depend on it, and it is recorded in the
+provenance only) and the sweeps ``paired`` (every point with point 0's seed: the same
+initialisation and batches).
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kadam_edu import validate
+from kadam_edu.experiments.estimate import estimate
 from kadam_edu.experiments.result import Result, merge, parse_shard, provenance, slurm_shard
 
 __all__ = ["FIGURES", "Figure", "Result", "merge", "reproduce", "get", "parse_shard", "provenance", "slurm_shard",
-           "plan", "load_or_reproduce", "RESULTS_ENV"]
+           "plan", "load_or_reproduce", "RESULTS_ENV", "estimate"]
 
 KINDS = ("paper", "book")
 
@@ -127,17 +133,33 @@ def _order(name: str) -> tuple:
     return (2, 0, 0, name)
 
 
+def _population(fn, kwargs: dict) -> dict:
+    """``kwargs`` with ``population`` checked ("auto" or a positive int), and dropped for a function
+    that trains one model at a time (it has no ``population`` parameter; the result is the same)."""
+    from kadam_edu.experiments.common import check_population
+
+    if "population" not in kwargs:
+        return kwargs
+    check_population(kwargs["population"])
+    if "population" in inspect.signature(fn).parameters:
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k != "population"}
+
+
 def reproduce(name: str, scale="auto", **kwargs) -> Result:
     """Run figure ``name`` at ``scale`` (keyword arguments go to its function).
 
     ``shard=None`` is dropped for a function without a ``shard`` parameter; any other shard of
-    a figure that is not a sweep is refused with a ValueError. An unknown name, a bad ``seed``
-    (an int in [0, 2**63 - 1]) and bad settings are refused before anything runs.
+    a figure that is not a sweep is refused with a ValueError. ``population`` ("auto" or a
+    positive int: models trained at once) goes to the experiments that train several models of
+    one shape and is dropped for the others. An unknown name, a bad ``seed`` (an int in
+    [0, 2**63 - 1]), a bad ``population`` and bad settings are refused before anything runs.
     """
     if not isinstance(name, str):
         raise ValueError(f"unknown figure {name!r}; choose one of {sorted(FIGURES, key=_order)}")
     fn = get(name)
     figure = FIGURES[name]
+    kwargs = _population(fn, kwargs)
     if "seed" in kwargs:
         validate.seed("seed", kwargs["seed"])
     if "shard" in kwargs:
@@ -156,13 +178,15 @@ def plan(name: str, scale="auto", **kwargs) -> dict:
     Returns ``{"figure", "scale" (resolved), "config" (the preset with the overrides, checked),
     "seed", "shard" ((I, N), resolved from the Slurm array for "auto", or None), "run"}``, where
     ``run`` holds the other keyword arguments the figure's function takes (``device``, ``progress``,
-    ...) as given. Keyword arguments that the function does not name are preset overrides.
+    ``population``, ...) as given. Keyword arguments that the function does not name are preset
+    overrides, except ``population``, checked and dropped as :func:`reproduce` drops it.
     """
     from kadam_edu.experiments.common import PRESETS, settings_for
 
     if not isinstance(name, str):
         raise ValueError(f"unknown figure {name!r}; choose one of {sorted(FIGURES, key=_order)}")
     fn = get(name)
+    kwargs = _population(fn, kwargs)
     params = inspect.signature(fn).parameters
     named = {k for k, p in params.items() if k != "scale" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
     seed = validate.seed("seed", kwargs.get("seed", params["seed"].default))

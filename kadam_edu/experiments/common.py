@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,14 +13,16 @@ import torch
 from kadam_edu import bounds, validate
 from kadam_edu.data import get_batch, load_shakespeare
 from kadam_edu.experiments.result import Result, parse_shard, provenance
-from kadam_edu.models import GPT, GPT_PRESETS, gpt_config
+from kadam_edu.models import GPT, GPT_PRESETS, CNNConfig, GPTConfig, gpt_config
 from kadam_edu.optim import KAdam
+from kadam_edu.population import PopulationGPT, init_population
 from kadam_edu.scale import resolve_scale, seed_everything
 from kadam_edu.train import TrainRecord, train
 from kadam_edu.validate import Check, Choice, Dict, Int, Real
 
-__all__ = ["Presets", "PRESETS", "CHAR_SPEC", "settings_for", "char_gpt_run", "sweep", "point_summary",
-           "point_seed", "finite_log_slope", "check_model_overrides"]
+__all__ = ["Presets", "PRESETS", "CHAR_SPEC", "settings_for", "char_gpt_run", "char_gpt_population_run", "sweep",
+           "point_summary", "point_seed", "run_seed", "finite_log_slope", "check_model_overrides",
+           "check_population", "population_size", "member_bytes", "chunks", "stacked_batches", "AUTO_MEMBERS"]
 
 #: Every experiment's :class:`Presets`, by figure name (filled in as the experiment modules load).
 PRESETS: dict[str, Presets] = {}
@@ -79,6 +82,76 @@ def check_model_overrides(config: dict, model_key: str = "model", builder=gpt_co
         raise ValueError(f"model_overrides={overrides!r} does not fit model {config[model_key]!r}: {e}") from None
 
 
+# --------------------------------------------------------------------------- populations
+#: Members per population that ``population="auto"`` takes on a CUDA device (fewer where the
+#: models would not fit, see :func:`population_size`). An ESTIMATE, not measured until
+#: ``benchmarks/sweep_throughput.py`` runs on a GPU: a small model trained alone is launch-bound
+#: there, so batching members should pay until the kernels fill the device. Off CUDA "auto" is 1:
+#: with 1 thread that benchmark measured populations at 0.82-1.02x (char GPT) and 0.53-1.02x
+#: (CNN) of the sequential loop on a CPU.
+AUTO_MEMBERS = 32
+
+
+def check_population(population) -> int | str:
+    """``population``: "auto" or a positive int (members trained at once; 1: one model at a time).
+
+    Returns it (an int as a Python int); ValueError naming the argument otherwise.
+    """
+    if isinstance(population, str) and population == "auto":
+        return population
+    if isinstance(population, bool) or not isinstance(population, numbers.Integral) or population < 1:
+        raise ValueError("population must be a positive int (models trained at once as one batched model; "
+                         f"1: one at a time) or 'auto'; got {population!r}")
+    return int(population)
+
+
+def member_bytes(config: GPTConfig | CNNConfig, batch_size: int) -> int:
+    """A rough float32 training footprint of one population member, in bytes: its activations
+    kept for the backward pass at ``batch_size`` plus six copies of its parameters (weights,
+    gradients, two moments, the last finite copy, the update's scratch). An estimate for
+    :func:`population_size`, not a measurement.
+    """
+    if isinstance(config, GPTConfig):  # per token and layer ~18 activations of width n_embd; logits
+        C, L, V, T = config.n_embd, config.n_layer, config.vocab_size, config.block_size
+        activations = batch_size * T * (18 * C * L + 3 * V)
+        params = 12 * L * C * C + (V + T) * C
+    else:  # per stage: two convolutions (and BatchNorms) at the stage's side, then the pooled map
+        activations, params, c_in, side = 0, 0, 3, 32
+        for c in config.widths:
+            activations += c * side * side * (2 * (1 + config.batch_norm) + 1)
+            params += 9 * (c_in + c) * c
+            c_in, side = c, side // 2
+        activations *= batch_size
+        params += c_in * side * side * config.hidden + config.hidden * config.num_classes
+    return 4 * (activations + 6 * params)
+
+
+def population_size(population, device: torch.device, *, bytes_per_member: int) -> int:
+    """Members per population: ``population`` when it is an int; for "auto" 1 off CUDA, and on
+    CUDA :data:`AUTO_MEMBERS`, fewer when that many members of ``bytes_per_member``
+    (:func:`member_bytes`) would take more than half of the device's memory."""
+    population = check_population(population)
+    if population != "auto":
+        return population
+    if device.type != "cuda":
+        return 1
+    budget = torch.cuda.get_device_properties(device).total_memory // 2
+    return max(1, min(AUTO_MEMBERS, budget // max(1, bytes_per_member)))
+
+
+def chunks(indices: Sequence[int], size: int, key: Callable[[int], Hashable] | None = None) -> list[list[int]]:
+    """``indices`` cut into populations of at most ``size`` members, in order.
+
+    Indices whose ``key(index)`` differs (models that cannot share a population: another k, another
+    batch shape) never share one: each key's indices, in order of its first index, are cut into
+    consecutive runs of ``size``.
+    """
+    groups: dict = {}
+    for i in indices:
+        groups.setdefault(None if key is None else key(i), []).append(i)
+    return [members[j:j + size] for members in groups.values() for j in range(0, len(members), size)]
+
+
 #: Specs of the keys the char-GPT experiments share (paper notation: beta second moment, gamma first).
 CHAR_SPEC: dict[str, Check] = {
     "model": Choice(tuple(GPT_PRESETS), "a GPT preset of kadam_edu.models"),
@@ -90,6 +163,27 @@ CHAR_SPEC: dict[str, Check] = {
     "weight_decay": Real(0, meaning="decoupled weight decay"),
     "steps": Int(1),
 }
+
+
+def stacked_batches(tokens: torch.Tensor, generators: Sequence[torch.Generator], *, block_size: int, batch_size: int,
+                    device: torch.device) -> Callable[[int], tuple]:
+    """A population's batch_fn: step n's (x, y) [E, B, T] stacks member e's ``get_batch`` from
+    ``generators[e]`` (so each member sees the batches it sees alone; members that share a
+    generator object share its draw, as runs seeded alike draw alike); one shared (x, y) [B, T]
+    when every member has the same generator. Drawn on the CPU, moved to ``device`` once."""
+    distinct = list(dict.fromkeys(generators))
+
+    def batch(n):
+        drawn = {g: get_batch(tokens, block_size=block_size, batch_size=batch_size, generator=g) for g in distinct}
+        if len(distinct) == 1:
+            x, y = drawn[distinct[0]]
+        else:
+            x, y = (torch.stack([drawn[g][i] for g in generators]) for i in (0, 1))
+        if device.type == "cuda":
+            return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+        return x.to(device), y.to(device)
+
+    return batch
 
 
 @dataclass
@@ -121,6 +215,28 @@ class CharTask:
 
         return evaluate
 
+    def population_batch_fn(self, generators: Sequence[torch.Generator], split: str = "train") -> Callable[[int], tuple]:
+        """Step n's batch of a population: member e's :meth:`batch_fn` batch from ``generators[e]``
+        (:func:`stacked_batches`)."""
+        tokens = self.corpus.train if split == "train" else self.corpus.val
+        return stacked_batches(tokens, generators, block_size=self.gpt.block_size,
+                               batch_size=self.config["batch_size"], device=self.device)
+
+    def population_eval_fn(self, seeds: Sequence[int]) -> Callable[[torch.nn.Module], np.ndarray] | None:
+        """:meth:`eval_fn` for a population: member e's mean validation loss on the batches that
+        ``eval_fn(seeds[e])`` uses, an array [E] (one host read per evaluation)."""
+        iters = self.config.get("eval_iters", 0)
+        if not iters:
+            return None
+
+        def evaluate(pop):
+            gens = {s: torch.Generator().manual_seed(10_000 + s) for s in seeds}
+            batches = self.population_batch_fn([gens[s] for s in seeds], "val")
+            losses = torch.stack([pop(*batches(i))[1] for i in range(iters)])  # [iters, E]
+            return losses.double().mean(0).cpu().numpy()
+
+        return evaluate
+
 
 def char_gpt_run(
     task: CharTask,
@@ -149,6 +265,42 @@ def char_gpt_run(
     return model, record
 
 
+def char_gpt_population_run(
+    task: CharTask,
+    *,
+    betas: Sequence[float],
+    gammas: Sequence[float],
+    seeds: Sequence[int],
+    schedule=None,
+    progress=None,
+    desc=None,
+) -> tuple[PopulationGPT, list[TrainRecord]]:
+    """:func:`char_gpt_run` for E points at once, one :class:`~kadam_edu.population.PopulationGPT`.
+
+    Member e is the run ``char_gpt_run(task, beta=betas[e], gamma=gammas[e], seed=seeds[e])``:
+    the same initialisation (:func:`~kadam_edu.population.init_population` seeds it as
+    ``seed_everything`` does), its own batches from its own generator seeded with ``seeds[e]``,
+    its own evaluation batches, and Adam at its own (beta, gamma) (paper notation). ``schedule(n)``
+    -> one lr for all, or E lrs. Returns the population and one record per member, each equal
+    (float tolerance) to that run's, divergence included. With dropout > 0 the masks come from
+    one global RNG for all members, so they match the sequential runs in distribution only.
+    """
+    E = len(seeds)
+    seed_everything(seeds[0])  # the global RNG (dropout masks), so that the population run repeats
+    gens = {s: torch.Generator().manual_seed(int(s)) for s in seeds}
+    pop = init_population(task.gpt, [int(s) for s in seeds]).to(task.device)
+    wide = dict(dtype=torch.float64)
+    opt = KAdam(pop.parameters(), lr=task.config["lr"],
+                betas=(torch.tensor(gammas, **wide), torch.tensor(betas, **wide)),
+                weight_decay=task.config.get("weight_decay", 0.0), members=E)
+    records = train(
+        pop, opt, task.population_batch_fn([gens[s] for s in seeds]), lambda m, b: m(*b)[1],
+        steps=task.config["steps"], schedule=schedule, eval_fn=task.population_eval_fn(seeds),
+        eval_every=task.config.get("eval_every", 0), progress=progress, desc=desc,
+    )
+    return pop, records
+
+
 def point_summary(index: int, beta: float, gamma: float, record: TrainRecord) -> dict:
     """JSON summary of one sweep point: where it sits in the stability picture and how it ended."""
     return {
@@ -175,27 +327,45 @@ def sweep(
     device,
     shard=None,
     data: dict | None = None,
+    run_population: Callable[[list[tuple[int, float, float]]], list[tuple[dict, dict[str, np.ndarray]]]] | None = None,
+    population: int = 1,
+    key: Callable[[int], Hashable] | None = None,
+    paired: bool = False,
 ) -> Result:
-    """Run ``run_point(index, beta, gamma) -> (summary, arrays)`` for this shard's points.
+    """Run ``run_point(index, beta, gamma) -> (summary, arrays)`` for this shard's points, or
+    ``run_population([(index, beta, gamma), ...])`` -> one ``(summary, arrays)`` per point for
+    several points at once.
 
     Shard (I, N) takes the points whose index is I mod N, so N jobs cover the sweep and
     :func:`kadam_edu.experiments.result.merge` joins them; ``data["sweep_size"]``, the number of
-    points of the whole sweep, lets it check that they do.
+    points of the whole sweep, lets it check that they do. With ``run_population``, the shard's
+    points are cut into populations of at most ``population`` by :func:`chunks` (``key``: points
+    with different keys never share one) and a chunk of one goes to ``run_point``. The result must
+    not depend on the cut: ``population`` is recorded in the provenance only. ``paired`` (every
+    point with one seed, :func:`run_seed`) is recorded in ``data`` and the provenance.
     """
     shard = parse_shard(shard)
-    pairs = list(zip(betas, gammas))
+    pairs = [(float(b), float(g)) for b, g in zip(betas, gammas)]
+    mine = [i for i in range(len(pairs)) if shard is None or i % shard[1] == shard[0]]
+    population = population if run_population is not None else 1
+    done = {}
+    for chunk in chunks(mine, population, key):
+        if len(chunk) == 1:
+            done[chunk[0]] = run_point(chunk[0], *pairs[chunk[0]])
+        else:
+            done.update(zip(chunk, run_population([(i, *pairs[i]) for i in chunk])))
     points, arrays = [], {}
-    for i, (b, g) in enumerate(pairs):
-        if shard is not None and i % shard[1] != shard[0]:
-            continue
-        summary, arr = run_point(i, float(b), float(g))
+    for i in sorted(done):
+        summary, arr = done[i]
         points.append(summary)
         arrays.update({f"p{i}/{k}": v for k, v in arr.items()})
     out = dict(data or {})
     out["points"] = points
     out["sweep_size"] = len(pairs)
-    return Result(figure=figure, scale=scale, config=config, data=out, arrays=arrays,
-                  provenance=provenance(scale=scale, device=device, seed=seed, shard=shard))
+    out["paired"] = bool(paired)
+    prov = provenance(scale=scale, device=device, seed=seed, shard=shard)
+    prov.update(population=population, paired=bool(paired))
+    return Result(figure=figure, scale=scale, config=config, data=out, arrays=arrays, provenance=prov)
 
 
 def point_seed(seed: int, index: int) -> int:
@@ -205,6 +375,13 @@ def point_seed(seed: int, index: int) -> int:
     number for every seed below 2**63 / 1_000_003).
     """
     return (seed * 1_000_003 + index) % (validate.MAX_SEED + 1)
+
+
+def run_seed(seed: int, index: int, paired: bool) -> int:
+    """The seed of point ``index``'s initialisation and batches: :func:`point_seed`, or with
+    ``paired`` the seed of point 0 for every point (common random numbers: points differ only in
+    their hyperparameters, for comparisons across points)."""
+    return point_seed(seed, 0 if paired else index)
 
 
 def finite_log_slope(values: np.ndarray, n: int, half: int) -> float | None:

@@ -15,6 +15,7 @@ over its runs: ``python -m kadam_edu reproduce eos --scale cpu [--shard I/N]``.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -22,10 +23,21 @@ import torch
 
 from kadam_edu import validate
 from kadam_edu.data import get_batch
-from kadam_edu.experiments.common import CHAR_SPEC, CharTask, Presets, check_model_overrides, settings_for
+from kadam_edu.experiments.common import (
+    CHAR_SPEC,
+    CharTask,
+    Presets,
+    check_model_overrides,
+    check_population,
+    chunks,
+    member_bytes,
+    population_size,
+    settings_for,
+)
 from kadam_edu.experiments.result import Result, parse_shard, provenance
 from kadam_edu.models import GPT
 from kadam_edu.optim import KAdam
+from kadam_edu.population import init_population
 from kadam_edu.scale import pick_device, seed_everything
 from kadam_edu.sharpness import adam_stability_threshold, preconditioned_sharpness
 from kadam_edu.train import _progress_default, train
@@ -65,6 +77,11 @@ EOS = Presets("eos", {
     "cpu": dict(model="cpu", model_overrides={"dropout": 0.0}, batch_size=32, lrs=[3e-4, 1e-3, 3e-3],
                 minibatch_lrs=[1e-3], beta=0.999, gamma=0.9, steps=400, measure_every=20, lanczos_iters=12,
                 tail=0.5, arrive=0.9),
+    # gpu: the cpu model and lrs the chapter discusses, for App. H's 1000 steps with 20 Lanczos
+    # steps per measurement (the paper preset's): a longer look at the edge, about 1 min on a T4
+    "gpu": dict(model="cpu", model_overrides={"dropout": 0.0}, batch_size=32, lrs=[3e-4, 1e-3, 3e-3],
+                minibatch_lrs=[1e-3], beta=0.999, gamma=0.9, steps=1000, measure_every=20, lanczos_iters=20,
+                tail=0.5, arrive=0.9),
     "smoke": dict(model="smoke", model_overrides={"dropout": 0.0}, batch_size=8, lrs=[1e-3, 1e-2],
                   minibatch_lrs=[1e-2], beta=0.999, gamma=0.9, steps=30, measure_every=10, lanczos_iters=6,
                   tail=0.5, arrive=0.9),
@@ -89,7 +106,17 @@ def eos_summary(steps: np.ndarray, ratio: np.ndarray, *, tail: float, arrive: fl
     }
 
 
-def eos(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides) -> Result:
+def _member_preconditioner(pop, opt: KAdam, e: int) -> dict[str, torch.Tensor]:
+    """:func:`kadam_edu.sharpness.adam_preconditioner` of member e of a population trained by
+    ``KAdam(k=1, members=E)`` with one beta: name -> P = (sqrt(v) + eps) / sqrt(1 - beta^s), each
+    of the ordinary model's parameter shape (the population's names are the model's)."""
+    group = opt.param_groups[0]
+    beta, eps = float(KAdam.group_levels(group)[0].beta), float(group["eps"])
+    return {name: (opt.state[p]["v"][0][e].sqrt() + eps) / math.sqrt(1.0 - beta ** int(opt.state[p]["step"]))
+            for name, p in pop.named_parameters()}
+
+
+def eos(scale="auto", *, seed=0, device=None, shard=None, population="auto", progress=None, **overrides) -> Result:
     """Preconditioned sharpness of Adam against the threshold 38/eta on the char GPT.
 
     One point per run (``lrs`` full-batch, then ``minibatch_lrs``), each with ``lr``, ``mode``,
@@ -97,9 +124,15 @@ def eos(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overr
     ``sharpness`` [M] (measurements), ``fixed_loss`` [M] (loss on the fixed batch there) and
     ``loss`` [steps] (training loss per step). All runs start from the same initialisation.
     ``shard`` ("I/N") runs every N-th point, as in the paper's sweeps.
+
+    ``population`` ("auto" or a positive int; 1: one run at a time): the shard's runs are trained
+    that many at a time as one :class:`~kadam_edu.population.PopulationGPT` (full-batch and
+    minibatch runs together), each member measured on its own; the result is the same (float
+    tolerance) whatever ``population`` is, which the provenance records.
     """
     scale, config = settings_for(EOS, scale, overrides)
     seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
+    population = check_population(population)
     task = CharTask(config, device)
     fixed = get_batch(task.corpus.train, block_size=task.gpt.block_size, batch_size=config["batch_size"],
                       generator=torch.Generator().manual_seed(seed + 7919), device=device)
@@ -110,22 +143,32 @@ def eos(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overr
     runs = [(lr, "full-batch") for lr in config["lrs"]] + [(lr, "minibatch") for lr in config["minibatch_lrs"]]
     gamma, beta = float(config["gamma"]), float(config["beta"])
     every, steps = config["measure_every"], config["steps"]
+    mine = [i for i in range(len(runs)) if shard is None or i % shard[1] == shard[0]]
     show = _progress_default() if progress is None else progress
     bar = None
     if show:
         from tqdm.auto import tqdm
 
-        mine = [i for i in range(len(runs)) if shard is None or i % shard[1] == shard[0]]
         bar = tqdm(total=steps * len(mine), desc="eos", leave=False)
-    points, arrays = [], {}
-    for i, (lr, mode) in enumerate(runs):
-        if shard is not None and i % shard[1] != shard[0]:
-            continue
+
+    def point(i, losses, m_steps, sharp, f_loss, diverged_at, seconds):
+        lr, mode = runs[i]
+        threshold = adam_stability_threshold(lr, gamma)
+        m_steps, sharp = np.asarray(m_steps, dtype=int), np.asarray(sharp, dtype=float)
+        summary = {"index": i, "lr": float(lr), "mode": mode, "gamma": gamma, "beta": beta,
+                   "threshold": float(threshold), "diverged_at": diverged_at,
+                   "final_loss": float(f_loss[-1]) if f_loss else None, "seconds": round(seconds, 2)}
+        summary.update(eos_summary(m_steps, sharp / threshold, tail=config["tail"], arrive=config["arrive"]))
+        arrays = {"steps": m_steps, "sharpness": sharp, "fixed_loss": np.asarray(f_loss, dtype=float),
+                  "loss": np.asarray(losses, dtype=float)}
+        return summary, arrays
+
+    def run_one(i):
+        lr, mode = runs[i]
         gen = seed_everything(seed)  # the same initialisation for every run
         model = GPT(task.gpt).to(device)
         opt = KAdam(model.parameters(), lr=lr, betas=(gamma, beta))
         batches = (lambda n: fixed) if mode == "full-batch" else task.batch_fn(gen)
-        threshold = adam_stability_threshold(lr, gamma)
         losses, m_steps, sharp, f_loss = [], [], [], []
         diverged_at, start, lanczos_gen = None, time.perf_counter(), torch.Generator().manual_seed(seed + 1)
         done = 0
@@ -146,19 +189,66 @@ def eos(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overr
             model.train()
             m_steps.append(done)
             sharp.append(s)
-        m_steps, sharp = np.asarray(m_steps, dtype=int), np.asarray(sharp, dtype=float)
-        summary = {"index": i, "lr": float(lr), "mode": mode, "gamma": gamma, "beta": beta,
-                   "threshold": float(threshold), "diverged_at": diverged_at,
-                   "final_loss": float(f_loss[-1]) if f_loss else None,
-                   "seconds": round(time.perf_counter() - start, 2)}
-        summary.update(eos_summary(m_steps, sharp / threshold, tail=config["tail"], arrive=config["arrive"]))
-        points.append(summary)
-        arrays.update({f"p{i}/steps": m_steps, f"p{i}/sharpness": sharp,
-                       f"p{i}/fixed_loss": np.asarray(f_loss, dtype=float),
-                       f"p{i}/loss": np.asarray(losses, dtype=float)})
+        return [point(i, losses, m_steps, sharp, f_loss, diverged_at, time.perf_counter() - start)]
+
+    def run_population(chunk):
+        """The runs ``chunk`` as one population: member e is run_one(chunk[e])'s run (the same initialisation,
+        the fixed batch or the minibatch stream every minibatch run draws from ``seed``, its own lr); after
+        every ``measure_every`` steps each member still finite is measured as run_one measures its model."""
+        E, start = len(chunk), time.perf_counter()
+        gen = seed_everything(seed)
+        pop = init_population(task.gpt, [seed] * E).to(device)
+        opt = KAdam(pop.parameters(), lr=torch.tensor([runs[i][0] for i in chunk], dtype=torch.float64),
+                    betas=(gamma, beta), members=E)
+        minibatch = task.batch_fn(gen)
+        full = [runs[i][1] == "full-batch" for i in chunk]
+
+        def batches(n):  # the fixed batch for the full-batch members, the shared minibatch for the others
+            if all(full):
+                return fixed
+            drawn = minibatch(n)
+            if not any(full):
+                return drawn
+            return tuple(torch.stack([f if is_full else d for is_full in full]) for f, d in zip(fixed, drawn))
+
+        losses, m_steps, sharp, f_loss = ([[] for _ in chunk] for _ in range(4))
+        diverged_at, alive = [None] * E, list(range(E))
+        lanczos = [torch.Generator().manual_seed(seed + 1) for _ in chunk]
+        done = 0
+        while done < steps and alive:
+            chunk_steps = min(every, steps - done)
+            records = train(pop, opt, batches, lambda m, b: m(*b)[1], steps=chunk_steps, progress=False)
+            for e in list(alive):
+                rec = records[e]
+                losses[e].extend(rec.loss.tolist())
+                if bar is not None:
+                    bar.update(rec.steps_done)
+                if rec.diverged_at is not None:
+                    diverged_at[e] = done + rec.diverged_at
+                    alive.remove(e)
+            done += chunk_steps
+            for e in alive:
+                model = pop.member(e).eval()
+                s = preconditioned_sharpness(model, fixed_loss, _member_preconditioner(pop, opt, e),
+                                             iters=config["lanczos_iters"], generator=lanczos[e])
+                with torch.no_grad():
+                    f_loss[e].append(float(fixed_loss(model)))
+                m_steps[e].append(done)
+                sharp[e].append(s)
+        seconds = time.perf_counter() - start
+        return [point(i, losses[e], m_steps[e], sharp[e], f_loss[e], diverged_at[e], seconds)
+                for e, i in enumerate(chunk)]
+
+    members = population_size(population, device, bytes_per_member=member_bytes(task.gpt, config["batch_size"]))
+    points, arrays = [], {}
+    for chunk in chunks(mine, members):
+        for summary, arr in (run_one(chunk[0]) if len(chunk) == 1 else run_population(chunk)):
+            points.append(summary)
+            arrays.update({f"p{summary['index']}/{k}": v for k, v in arr.items()})
     if bar is not None:
         bar.close()
     data = {"points": points, "sweep_size": len(runs), "threshold_formula": "(2 + 2 gamma) / ((1 - gamma) lr)",
             "measured_on": f"one fixed batch of {config['batch_size']} x {task.gpt.block_size} tokens"}
-    return Result(figure="eos", scale=scale, config=config, data=data, arrays=arrays,
-                  provenance=provenance(scale=scale, device=device, seed=seed, shard=shard))
+    prov = provenance(scale=scale, device=device, seed=seed, shard=shard)
+    prov["population"] = members
+    return Result(figure="eos", scale=scale, config=config, data=data, arrays=arrays, provenance=prov)

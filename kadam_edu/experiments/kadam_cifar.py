@@ -42,10 +42,21 @@ from torch import nn
 
 from kadam_edu import validate
 from kadam_edu.data import ImageData, cifar10_or_standin, image_batches, synthetic_cifar10
-from kadam_edu.experiments.common import CHAR_SPEC, Presets, check_model_overrides, point_seed, settings_for, sweep
+from kadam_edu.experiments.common import (
+    CHAR_SPEC,
+    Presets,
+    check_model_overrides,
+    check_population,
+    member_bytes,
+    population_size,
+    run_seed,
+    settings_for,
+    sweep,
+)
 from kadam_edu.experiments.result import Result, parse_shard
 from kadam_edu.models import CNN_PRESETS, CIFARNet, cnn_config
-from kadam_edu.optim import STRATEGIES, KAdam, kadam_levels
+from kadam_edu.optim import STRATEGIES, KAdam, Level, kadam_levels
+from kadam_edu.population import PopulationCNN, init_population
 from kadam_edu.scale import pick_device, seed_everything
 from kadam_edu.train import TrainRecord, train, warmup_cosine
 from kadam_edu.validate import Bool, Choice, Dict, Int, ListOf, Optional, Real
@@ -118,6 +129,20 @@ FIG2 = Presets("fig2", {
         model="cpu", model_overrides={}, augment=False,
         data="auto", download=False, n_train=5000, n_test=1000,
     ),
+    # Figure 2's whole grid, k = 1..10 under all four strategies (74 runs: k = 1 shared), on all of
+    # CIFAR-10 (downloaded; the SYNTHETIC stand-in, loudly, where it cannot be), with the cpu
+    # preset's two lrs and wd, batch 128, 4 epochs (warmup half an epoch), eval every epoch, no
+    # augmentation (4 epochs are too few to overfit). Each k's 2 (k = 1) or 8 runs train as one
+    # population. The cpu CNN: at a T4's about 30 us per image and member it fits the grid in
+    # about 8 min (experiments.estimate); the gpu CNN's 100 us would leave a fraction of an epoch.
+    "gpu": dict(
+        ks=list(range(1, 11)), strategies=["inverse_exp", "exp", "scaled", "naive"],
+        lrs=[1e-3, 3e-3], weight_decays=[1e-4],
+        beta=REFERENCE[0], gamma=REFERENCE[1], coupled=False,
+        epochs=4, warmup_epochs=0.5, min_lr_factor=0.1, eval_every=1, batch_size=128, eval_batch_size=1000,
+        model="cpu", model_overrides={}, augment=False,
+        data="auto", download=True, n_train=None, n_test=None,
+    ),
     # CI: two runs on a tiny synthetic set, seconds.
     "smoke": dict(
         ks=[1, 2], strategies=["inverse_exp"],
@@ -136,11 +161,12 @@ SHARED_K1 = (
 
 
 # --------------------------------------------------------------------------- evaluation
-def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int, *, split: str = "test") -> float:
+def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int, *, split: str = "test") -> float | np.ndarray:
     """Fraction of ``split`` ("test" or "train") images whose argmax logit is the label, in [0, 1].
 
     Runs in eval mode under no_grad, unaugmented, on the model's device; restores the model's
-    train/eval mode afterwards.
+    train/eval mode afterwards. For a :class:`~kadam_edu.population.PopulationCNN`: each
+    member's, an array [E] (every member reads the same images).
     """
     if not isinstance(data, ImageData):
         raise ValueError(f"data must be an ImageData; got {type(data).__name__}")
@@ -155,16 +181,18 @@ def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int, *, spl
     device = param.device if param is not None else x_all.device
     was_training = model.training
     model.eval()
-    correct = 0
+    correct = torch.zeros((), dtype=torch.long, device=device)  # [E] for a population
     try:
         with torch.no_grad():
             for start in range(0, len(y_all), batch_size):
                 x = x_all[start : start + batch_size].to(device)
                 y = y_all[start : start + batch_size].to(device)
-                correct += int((model(x).argmax(dim=1) == y).sum())
+                correct = correct + (model(x).argmax(dim=-1) == y).sum(dim=-1)
     finally:
         model.train(was_training)
-    return correct / len(y_all)
+    if isinstance(model, PopulationCNN):
+        return correct.cpu().numpy() / len(y_all)
+    return int(correct) / len(y_all)
 
 
 # --------------------------------------------------------------------------- the best table
@@ -288,8 +316,18 @@ def _cross_entropy(model: nn.Module, batch) -> torch.Tensor:
     return F.cross_entropy(model(x), y)
 
 
+def _population_cross_entropy(pop: PopulationCNN, batch) -> torch.Tensor:
+    """Each member's mean cross-entropy, [E]: x [E, B, 3, 32, 32] or shared [B, ...], y [E, B] or [B]."""
+    x, y = batch
+    logits = pop(x)  # [E, B, classes]
+    E, B = logits.shape[:2]
+    ce = F.cross_entropy(logits.reshape(E * B, -1), y.expand(E, B).reshape(-1), reduction="none")
+    return ce.view(E, B).mean(1)
+
+
 # --------------------------------------------------------------------------- the figure
-def fig2(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides) -> Result:
+def fig2(scale="auto", *, seed=0, device=None, shard=None, population="auto", paired=False, progress=None,
+         **overrides) -> Result:
     """k-Adam on CIFAR-10: best test accuracy against k for each strategy (Fig. 2, App. H, App. Q).
 
     One sweep point per (k, strategy, lr, weight_decay) of :func:`sweep_configs`, trained with
@@ -299,7 +337,15 @@ def fig2(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
     step (:func:`kadam_edu.train.warmup_cosine`, per step). Test accuracy every ``eval_every``
     epochs and after the last. Each point has its own seed (``point_seed(seed, index)``) for
     initialisation and batch order, so shards reproduce the whole sweep; the data set is the
-    same for every point (``seed`` fixes the stand-in and any subset).
+    same for every point (``seed`` fixes the stand-in and any subset). ``paired=True`` gives
+    every point point 0's seed (the same initialisation and batches; common random numbers).
+
+    ``population`` ("auto" or a positive int; 1: one model at a time): the points are trained
+    that many at a time as one :class:`~kadam_edu.population.PopulationCNN`, each member with
+    its own seed, batches, levels, lr, weight decay and schedule, so the result is the same
+    whatever ``population`` is (float tolerance; with dropout > 0 only in distribution). Points
+    with different k cannot share a population (KAdam has one k per optimizer): each k's points
+    run in populations of their own.
 
     Presets (:data:`FIG2`): ``paper`` is App. H's sweep on real CIFAR-10 (if it is missing the
     run falls back to the SYNTHETIC stand-in with a warning, and ``data["dataset"]`` and
@@ -309,6 +355,7 @@ def fig2(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
     """
     scale, config = settings_for(FIG2, scale, overrides)
     seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
+    population, paired = check_population(population), validate.boolean("paired", paired)
     images, fallback = load_images(config, seed=seed)
     images = _on(images, device)
     model_cfg = cnn_config(config["model"], **config["model_overrides"])
@@ -320,26 +367,17 @@ def fig2(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
     configs = sweep_configs(config)
     beta, gamma = config["beta"], config["gamma"]
 
-    def run_point(i: int, lr: float, wd: float) -> tuple[dict, dict[str, np.ndarray]]:
+    def schedule(lr: float):
+        return warmup_cosine(lr=lr, warmup=warmup, total=total, min_lr=config["min_lr_factor"] * lr)
+
+    def summarise(i: int, levels: list[Level], rec: TrainRecord) -> tuple[dict, dict[str, np.ndarray]]:
         c = configs[i]
-        gen = seed_everything(point_seed(seed, i))
-        model = CIFARNet(model_cfg).to(device)
-        opt = KAdam(model.parameters(), lr=lr, betas=(gamma, beta), k=c["k"], strategy=c["strategy"],
-                    weight_decay=wd, coupled=config["coupled"])
-        levels = KAdam.group_levels(opt.param_groups[0])
-        batches = _batches(images, batch_size=config["batch_size"], generator=gen, augment=config["augment"])
-        rec: TrainRecord = train(
-            model, opt, lambda n: next(batches), _cross_entropy, steps=total,
-            schedule=warmup_cosine(lr=lr, warmup=warmup, total=total, min_lr=config["min_lr_factor"] * lr),
-            eval_fn=lambda m: evaluate_accuracy(m, images, config["eval_batch_size"]),
-            eval_every=config["eval_every"] * spe, progress=progress,
-            desc=f"point {i}: k={c['k']} {c['strategy'] if c['k'] > 1 else '(Adam)'} lr={lr:g} wd={wd:g}",
-        )
         acc = rec.eval_loss  # train() calls eval_fn's value "eval_loss"; here it is test accuracy
         best = int(np.argmax(acc)) if len(acc) else None
         last_epoch = rec.loss[-spe:] if rec.steps_done else rec.loss
         summary = dict(
-            index=i, k=c["k"], strategy=c["strategy"], strategies=c["strategies"], lr=lr, weight_decay=wd,
+            index=i, k=c["k"], strategy=c["strategy"], strategies=c["strategies"], lr=c["lr"],
+            weight_decay=c["weight_decay"],
             level_gamma=[lv.gamma for lv in levels], level_beta=[lv.beta for lv in levels],
             best_test_accuracy=None if best is None else float(acc[best]),
             best_epoch=None if best is None else float(rec.eval_steps[best] / spe),
@@ -353,6 +391,56 @@ def fig2(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
         )
         return summary, arrays
 
+    def describe(i: int) -> str:
+        c = configs[i]
+        return f"k={c['k']} {c['strategy'] if c['k'] > 1 else '(Adam)'} lr={c['lr']:g} wd={c['weight_decay']:g}"
+
+    def run_point(i: int, lr: float, wd: float) -> tuple[dict, dict[str, np.ndarray]]:
+        c = configs[i]
+        gen = seed_everything(run_seed(seed, i, paired))
+        model = CIFARNet(model_cfg).to(device)
+        opt = KAdam(model.parameters(), lr=lr, betas=(gamma, beta), k=c["k"], strategy=c["strategy"],
+                    weight_decay=wd, coupled=config["coupled"])
+        batches = _batches(images, batch_size=config["batch_size"], generator=gen, augment=config["augment"])
+        rec: TrainRecord = train(
+            model, opt, lambda n: next(batches), _cross_entropy, steps=total, schedule=schedule(lr),
+            eval_fn=lambda m: evaluate_accuracy(m, images, config["eval_batch_size"]),
+            eval_every=config["eval_every"] * spe, progress=progress, desc=f"point {i}: {describe(i)}",
+        )
+        return summarise(i, KAdam.group_levels(opt.param_groups[0]), rec)
+
+    def run_population(points: list[tuple[int, float, float]]) -> list[tuple[dict, dict[str, np.ndarray]]]:
+        """The points (index, lr, wd) of one k as one PopulationCNN: member e is run_point(*points[e])'s run."""
+        indices = [i for i, _, _ in points]
+        cs = [configs[i] for i in indices]
+        seeds = [run_seed(seed, i, paired) for i in indices]
+        seed_everything(seeds[0])  # the global RNG (dropout masks), so that the population run repeats
+        pop = init_population(model_cfg, seeds).to(device)
+        member_levels = [kadam_levels(c["k"], beta=beta, gamma=gamma, strategy=c["strategy"]) for c in cs]
+        wide = dict(dtype=torch.float64)
+        levels = [Level(gamma=torch.tensor([lv[j].gamma for lv in member_levels], **wide),
+                        beta=torch.tensor([lv[j].beta for lv in member_levels], **wide)) for j in range(cs[0]["k"])]
+        opt = KAdam(pop.parameters(), lr=torch.tensor([c["lr"] for c in cs], **wide), levels=levels,
+                    weight_decay=torch.tensor([c["weight_decay"] for c in cs], **wide), coupled=config["coupled"],
+                    members=len(cs))
+        streams = {s: _batches(images, batch_size=config["batch_size"], generator=torch.Generator().manual_seed(s),
+                               augment=config["augment"]) for s in dict.fromkeys(seeds)}  # paired: one for all
+
+        def batch(n):  # member e's batch from its own stream, stacked; one shared batch when paired
+            drawn = {s: next(stream) for s, stream in streams.items()}
+            if len(drawn) == 1:
+                return drawn[seeds[0]]
+            return torch.stack([drawn[s][0] for s in seeds]), torch.stack([drawn[s][1] for s in seeds])
+
+        schedules = [schedule(c["lr"]) for c in cs]
+        records = train(
+            pop, opt, batch, _population_cross_entropy, steps=total, schedule=lambda n: [s(n) for s in schedules],
+            eval_fn=lambda m: evaluate_accuracy(m, images, config["eval_batch_size"]),
+            eval_every=config["eval_every"] * spe, progress=progress,
+            desc=f"points {indices[0]}-{indices[-1]} ({len(indices)} at once, k={cs[0]['k']})",
+        )
+        return [summarise(i, lv, rec) for i, lv, rec in zip(indices, member_levels, records)]
+
     whole = shard is None or shard[1] == 1
     data = dict(
         dataset=(f"WARNING, NOT CIFAR-10: {images.description}" if fallback else images.description),
@@ -365,8 +453,10 @@ def fig2(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
     )
     if fallback:
         data["warning"] = fallback
+    members = population_size(population, device, bytes_per_member=member_bytes(model_cfg, config["batch_size"]))
     result = sweep("fig2", scale, config, [c["lr"] for c in configs], [c["weight_decay"] for c in configs],
-                   run_point, seed=seed, device=device, shard=shard, data=data)
+                   run_point, seed=seed, device=device, shard=shard, data=data, run_population=run_population,
+                   population=members, key=lambda i: configs[i]["k"], paired=paired)
     if whole:
         result.data["best"] = best_by_k(result.points)
     else:

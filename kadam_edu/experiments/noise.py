@@ -33,10 +33,21 @@ import torch
 
 from kadam_edu import bounds, scaling, sde, validate
 from kadam_edu.data import get_batch, load_shakespeare
-from kadam_edu.experiments.common import CHAR_SPEC, Presets, check_model_overrides, settings_for
+from kadam_edu.experiments.common import (
+    CHAR_SPEC,
+    Presets,
+    check_model_overrides,
+    check_population,
+    chunks,
+    member_bytes,
+    population_size,
+    settings_for,
+    stacked_batches,
+)
 from kadam_edu.experiments.result import Result, provenance
 from kadam_edu.models import GPT, GPT_PRESETS, gpt_config
 from kadam_edu.optim import KAdam
+from kadam_edu.population import init_population
 from kadam_edu.scale import pick_device, seed_everything
 from kadam_edu.train import train
 from kadam_edu.validate import Choice, Int, ListOf, Optional, Real, Seed
@@ -81,6 +92,10 @@ SDE = Presets("noise_sde", {
                   paths=16384),
     "cpu": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
                 eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05, 0.025], sde_refine=2, paths=4096),
+    # gpu: these runs use the CPU whatever the device; the paper preset's 16,384 paths (a quarter of
+    # the cpu preset's Monte-Carlo noise in E[L], Var[L]) at the cpu preset's lrs: about 1 min
+    "gpu": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
+                eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05, 0.025], sde_refine=2, paths=16384),
     "smoke": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
                   eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05], sde_refine=2, paths=256),
 }, spec={
@@ -173,6 +188,10 @@ BATCH = Presets("noise_batch_scaling", {
                   gamma=0.95, eps=1e-8, kappas=[1, 2, 4, 8], evals=10, eval_batches=20, eval_batch_size=64, floor_seed=1),
     "cpu": dict(model="cpu", model_overrides={}, base_batch=4, samples=12_800, lr=2e-3, beta=0.999, gamma=0.95,
                 eps=1e-8, kappas=[1, 2, 4], evals=8, eval_batches=8, eval_batch_size=32, floor_seed=1),
+    # gpu: the paper preset's batches, samples and evaluations (kappa up to 8, 64,000 samples per run)
+    # on the gpu GPT: each run sees a sixth of tiny-shakespeare, about 3 min in all on a T4
+    "gpu": dict(model="gpu", model_overrides={}, base_batch=16, samples=64_000, lr=2e-3, beta=0.999, gamma=0.95,
+                eps=1e-8, kappas=[1, 2, 4, 8], evals=10, eval_batches=20, eval_batch_size=64, floor_seed=1),
     "smoke": dict(model="smoke", model_overrides={}, base_batch=2, samples=384, lr=2e-3, beta=0.999, gamma=0.95,
                   eps=1e-8, kappas=[1, 2, 4], evals=4, eval_batches=2, eval_batch_size=8, floor_seed=1),
 }, spec=dict(
@@ -215,7 +234,24 @@ def _char_run(corpus, gpt, *, batch, steps, lr, beta, gamma, eps, seed, device, 
                  progress=progress, desc=desc)
 
 
-def batch_scaling(scale="auto", *, seed=0, device=None, progress=None, **overrides) -> Result:
+def _char_population_run(corpus, gpt, *, batch, steps, hps, seeds, device, eval_fn=None, eval_every=0, progress=None,
+                         desc=None):
+    """:func:`_char_run` for E runs of one batch size and eps at once: member e is the run with ``hps[e]``
+    (lr, beta, gamma, eps) and ``seeds[e]``; returns their E records."""
+    seed_everything(seeds[0])  # the global RNG (dropout masks), so that the population run repeats
+    gens = {s: torch.Generator().manual_seed(int(s)) for s in seeds}
+    pop = init_population(gpt, [int(s) for s in seeds]).to(device)
+    wide = dict(dtype=torch.float64)
+    opt = KAdam(pop.parameters(), lr=torch.tensor([hp["lr"] for hp in hps], **wide),
+                betas=(torch.tensor([hp["gamma"] for hp in hps], **wide), torch.tensor([hp["beta"] for hp in hps], **wide)),
+                eps=hps[0]["eps"], members=len(hps))
+    batch_fn = stacked_batches(corpus.train, [gens[s] for s in seeds], block_size=gpt.block_size, batch_size=batch,
+                               device=device)
+    return train(pop, opt, batch_fn, lambda m, b: m(*b)[1], steps=steps, eval_fn=eval_fn, eval_every=eval_every,
+                 progress=progress, desc=desc)
+
+
+def batch_scaling(scale="auto", *, seed=0, device=None, population="auto", progress=None, **overrides) -> Result:
     """Validation loss against samples seen at batch kappa*B, square-root rule against linear rule.
 
     Points: one per (rule, kappa) with the hyperparameters used and ``mismatch`` (mean absolute
@@ -223,58 +259,84 @@ def batch_scaling(scale="auto", *, seed=0, device=None, progress=None, **overrid
     for both rules. ``data["mismatch"][rule]``: the mean over kappa > 1; ``data["floor"]``: the
     mismatch between two kappa = 1 runs with different seeds. Arrays ``{rule}/k{kappa}/samples``,
     ``.../eval_loss`` and ``floor/eval_loss``.
+
+    ``population`` ("auto" or a positive int; 1: one run at a time): runs of one batch size and
+    eps are trained that many at a time as one batched model, with the same result. Each kappa
+    has its own batch size and the square-root rule scales eps, so in practice only the kappa = 1
+    run and the seed floor's share one (the provenance records ``population``).
     """
     scale, config = settings_for(BATCH, scale, overrides)
     seed, device = validate.seed("seed", seed), pick_device(device)
+    population = check_population(population)
     kappas, base_batch, samples, evals = config["kappas"], config["base_batch"], config["samples"], config["evals"]
     corpus = load_shakespeare()
     gpt = gpt_config(config["model"], **config["model_overrides"])
 
-    def evaluate(model):  # the same validation batches every time, for every run
+    def val_batches():  # the same validation batches every time, for every run
         g = torch.Generator().manual_seed(10_000 + seed)
-        losses = [float(model(*get_batch(corpus.val, block_size=gpt.block_size, batch_size=config["eval_batch_size"],
-                                         generator=g, device=device))[1]) for _ in range(config["eval_batches"])]
-        return float(np.mean(losses))
+        return [get_batch(corpus.val, block_size=gpt.block_size, batch_size=config["eval_batch_size"], generator=g,
+                          device=device) for _ in range(config["eval_batches"])]
+
+    def evaluate(model):
+        return float(np.mean([float(model(*b)[1]) for b in val_batches()]))
+
+    def evaluate_population(pop):  # each member's mean over the same batches: [E]
+        return torch.stack([pop(*b)[1] for b in val_batches()]).double().mean(0).cpu().numpy()
 
     base = dict(lr=config["lr"], beta=config["beta"], gamma=config["gamma"], eps=config["eps"])
-    runs, arrays, points = {}, {}, []
+    # every run: kappa, hyperparameters, seed, label; kappa = 1 once for both rules, then the seed floor
+    jobs = [dict(rule=rule, kappa=kappa, hp=fn(kappa, **base), seed=seed, desc=f"{rule} rule, kappa={kappa}")
+            for rule, fn in RULES.items() for kappa in kappas if kappa != 1 or rule == "sqrt"]
+    if config.get("floor_seed") is not None:
+        jobs.append(dict(rule="floor", kappa=1, hp=RULES["sqrt"](1, **base), seed=config["floor_seed"],
+                         desc="kappa=1, second seed"))
+    members = population_size(population, device, bytes_per_member=member_bytes(gpt, base_batch * max(kappas)))
 
-    def run(kappa, hp, run_seed, desc):
-        batch = base_batch * kappa
-        steps = scaling.scaled_steps(samples // base_batch, kappa)
-        rec = _char_run(corpus, gpt, batch=batch, steps=steps, **hp, seed=run_seed, device=device, eval_fn=evaluate,
-                        eval_every=steps // evals, progress=progress, desc=desc)
+    def curve(rec, kappa, steps):
         loss = np.full(evals, np.nan)  # a diverged run stops early: its missing points stay NaN
         at = rec.eval_steps // (steps // evals) - 1
         ok = (rec.eval_steps % (steps // evals) == 0) & (at >= 0) & (at < evals)
         loss[at[ok]] = rec.eval_loss[ok]
-        return rec, loss, batch * (steps // evals) * np.arange(1, evals + 1)
+        return rec, loss, base_batch * kappa * (steps // evals) * np.arange(1, evals + 1)
 
+    done = {}
+    for chunk in chunks(range(len(jobs)), members, key=lambda j: (jobs[j]["kappa"], jobs[j]["hp"]["eps"])):
+        kappa = jobs[chunk[0]]["kappa"]
+        steps = scaling.scaled_steps(samples // base_batch, kappa)
+        shape = dict(batch=base_batch * kappa, steps=steps, device=device, eval_every=steps // evals, progress=progress)
+        if len(chunk) == 1:
+            job = jobs[chunk[0]]
+            records = [_char_run(corpus, gpt, **shape, **job["hp"], seed=job["seed"], eval_fn=evaluate, desc=job["desc"])]
+        else:
+            records = _char_population_run(corpus, gpt, **shape, hps=[jobs[j]["hp"] for j in chunk],
+                                           seeds=[jobs[j]["seed"] for j in chunk], eval_fn=evaluate_population,
+                                           desc=f"kappa={kappa}: {len(chunk)} runs at once")
+        done.update({j: curve(rec, kappa, steps) for j, rec in zip(chunk, records)})
+    runs = {(jobs[j]["rule"], jobs[j]["kappa"]): done[j] for j in done}
+
+    arrays, points = {}, []
     for rule, fn in RULES.items():
         for kappa in kappas:
             hp = fn(kappa, **base)
-            if kappa == 1 and "sqrt" in runs.get(1, {}):
-                rec, loss, seen = runs[1]["sqrt"]
-            else:
-                rec, loss, seen = run(kappa, hp, seed, f"{rule} rule, kappa={kappa}")
-            runs.setdefault(kappa, {})[rule] = (rec, loss, seen)
+            rec, loss, seen = runs["sqrt" if kappa == 1 else rule, kappa]
             arrays[f"{rule}/k{kappa}/samples"] = seen
             arrays[f"{rule}/k{kappa}/eval_loss"] = loss
             points.append({"rule": rule, "kappa": kappa, "batch": base_batch * kappa, "steps": len(rec.loss),
                            **{k: float(v) for k, v in hp.items()}, "final_eval_loss": float(loss[-1]),
                            "diverged_at": rec.diverged_at, "seconds": round(rec.seconds, 2)})
-    ref = runs[1]["sqrt"][1]
+    ref = runs["sqrt", 1][1]
     for p in points:
-        p["mismatch"] = curve_mismatch(ref, runs[p["kappa"]][p["rule"]][1]) if p["kappa"] > 1 else 0.0
+        p["mismatch"] = curve_mismatch(ref, runs[p["rule"], p["kappa"]][1]) if p["kappa"] > 1 else 0.0
     mismatch = {rule: float(np.mean([p["mismatch"] for p in points if p["rule"] == rule and p["kappa"] > 1]))
                 for rule in RULES} if len(kappas) > 1 else {}
     data = {"points": points, "mismatch": mismatch, "samples": samples, "base": base, "base_batch": base_batch}
-    if config.get("floor_seed") is not None:
-        _, loss, seen = run(1, RULES["sqrt"](1, **base), config["floor_seed"], "kappa=1, second seed")
+    if ("floor", 1) in runs:
+        _, loss, seen = runs["floor", 1]
         arrays["floor/samples"], arrays["floor/eval_loss"] = seen, loss
         data["floor"] = curve_mismatch(ref, loss)
-    return Result(figure="noise_batch_scaling", scale=scale, config=config, data=data, arrays=arrays,
-                  provenance=provenance(scale=scale, device=device, seed=seed))
+    prov = provenance(scale=scale, device=device, seed=seed)
+    prov["population"] = members
+    return Result(figure="noise_batch_scaling", scale=scale, config=config, data=data, arrays=arrays, provenance=prov)
 
 
 # --------------------------------------------------------------------------- stability under the rule
@@ -309,6 +371,10 @@ STABILITY = Presets("noise_stability", {
                   gpt_kappas=[1, 4, 8, 12, 16], toy_kappas=[1, 2, 4, 6, 8, 10, 12, 14, 16], toy_dim=8, toy_base_batch=4,
                   toy_steps=300, toy_off_at=100, fit_fraction=0.5),
     "cpu": dict(beta=0.95, gamma=0.97, lr=1e-3, gpt_model="cpu", gpt_base_batch=2, gpt_steps=300,
+                gpt_kappas=[1, 4, 8, 12, 16], toy_kappas=[1, 2, 4, 6, 8, 10, 12, 14, 16], toy_dim=8, toy_base_batch=4,
+                toy_steps=300, toy_off_at=100, fit_fraction=0.5),
+    # gpu: the paper preset's GPT runs (batch 4 kappa, 600 steps) on the gpu GPT: under a minute
+    "gpu": dict(beta=0.95, gamma=0.97, lr=1e-3, gpt_model="gpu", gpt_base_batch=4, gpt_steps=600,
                 gpt_kappas=[1, 4, 8, 12, 16], toy_kappas=[1, 2, 4, 6, 8, 10, 12, 14, 16], toy_dim=8, toy_base_batch=4,
                 toy_steps=300, toy_off_at=100, fit_fraction=0.5),
     "smoke": dict(beta=0.95, gamma=0.97, lr=1e-3, gpt_model="smoke", gpt_base_batch=2, gpt_steps=40,

@@ -5,6 +5,13 @@ bound and the measured slope of log ||u_n||_inf against both predicted growth ra
 fig3: points on B0. fig9 / fig10 / fig11: test loss along the normal curves through
 (0.999, 0.9) and (0.95, 0.9) and along the level curve through (0.999, 0.9), with App. H's
 schedule. fig12: Eq. 15 annealing in B-.
+
+Every figure here is a sweep of one char GPT over (beta, gamma) points and takes
+``population`` ("auto" or a positive int): the points are trained that many at a time as one
+batched model (:mod:`kadam_edu.population`; 1: one model at a time), each member with its own
+seed, batches, schedule and divergence, so the result is the same whatever ``population`` is
+(float tolerance; with dropout > 0, as at paper scale, only in distribution). ``paired=True``
+gives every point the initialisation and batches of point 0 (:func:`~kadam_edu.experiments.common.run_seed`).
 """
 
 from __future__ import annotations
@@ -16,10 +23,14 @@ from kadam_edu.experiments.common import (
     CHAR_SPEC,
     CharTask,
     Presets,
+    char_gpt_population_run,
     char_gpt_run,
+    check_population,
     finite_log_slope,
-    point_seed,
+    member_bytes,
     point_summary,
+    population_size,
+    run_seed,
     settings_for,
     sweep,
 )
@@ -36,6 +47,10 @@ _CHAR = {  # shared by every figure here; the paper's is App. H
     "paper": dict(model="paper", batch_size=64, lr=1e-3),
     "cpu": dict(model="cpu", batch_size=32, lr=1e-3),
     "smoke": dict(model="smoke", batch_size=8, lr=1e-3),
+    # gpu: the cpu model at the paper's sweep sizes. The max-update law and the test loss along
+    # the curves show on it, and a member step costs about 0.8 ms on a T4 in a population of 32
+    # (experiments.estimate), which is what lets 64 x 1500 (Fig. 1) and 128 x 3000 (Fig. 9) fit.
+    "gpu": dict(model="cpu", batch_size=32, lr=1e-3),
 }
 
 #: Specs of the keys of this module's presets (CHAR_SPEC: the char GPT's).
@@ -82,17 +97,21 @@ FIG1 = Presets("fig1", {
     # longer than a cpu-scale run lasts (its own slope is gamma^(n+1) ln(gamma) / (1 - gamma^(n+1))).
     "paper": dict(_CHAR["paper"], points=64, steps=1500, slope_at=500, slope_half=5, beta_range=(0.953, 0.999)),
     "cpu": dict(_CHAR["cpu"], points=24, steps=600, slope_at=500, slope_half=5, beta_range=(0.953, 0.999)),
+    # App. H's sweep (two populations of 32): about 1.5 min on a T4
+    "gpu": dict(_CHAR["gpu"], points=64, steps=1500, slope_at=500, slope_half=5, beta_range=(0.953, 0.999)),
     "smoke": dict(_CHAR["smoke"], points=3, steps=40, slope_at=25, slope_half=5, beta_range=(0.953, 0.999)),
 }, spec=SPEC, rules=_slope_window)
 
 
-def _max_update_point(task, seed, *, schedule=None, extra=None, progress=None):
-    """A run_point for sweeps that record the max-update trajectory (fig1, fig3, fig12)."""
+def _max_update_runs(task, seed, *, paired=False, schedule=None, extra=None, progress=None):
+    """(run_point, run_population) for sweeps that record the max-update trajectory (fig1, fig3, fig9-12).
 
-    def run_point(i, beta, gamma):
-        _, rec = char_gpt_run(task, beta=beta, gamma=gamma, seed=point_seed(seed, i),
-                              schedule=None if schedule is None else schedule(beta, gamma),
-                              progress=progress, desc=f"point {i} (beta={beta:.4f}, gamma={gamma:.4f})")
+    run_point trains one point alone (:func:`char_gpt_run`), run_population several as one
+    population (:func:`char_gpt_population_run`); ``schedule(beta, gamma)`` -> the point's lr
+    schedule (in a population, member e's), ``extra(record, beta, gamma)`` -> more summary fields.
+    """
+
+    def summarise(i, beta, gamma, rec):
         summary = point_summary(i, beta, gamma, rec)
         if extra is not None:
             summary.update(extra(rec, beta, gamma))
@@ -101,10 +120,45 @@ def _max_update_point(task, seed, *, schedule=None, extra=None, progress=None):
             arrays.update(eval_steps=rec.eval_steps, eval_loss=rec.eval_loss)
         return summary, arrays
 
-    return run_point
+    def run_point(i, beta, gamma):
+        _, rec = char_gpt_run(task, beta=beta, gamma=gamma, seed=run_seed(seed, i, paired),
+                              schedule=None if schedule is None else schedule(beta, gamma),
+                              progress=progress, desc=f"point {i} (beta={beta:.4f}, gamma={gamma:.4f})")
+        return summarise(i, beta, gamma, rec)
+
+    def run_population(points):
+        schedules = None if schedule is None else [schedule(beta, gamma) for _, beta, gamma in points]
+        _, records = char_gpt_population_run(
+            task, betas=[b for _, b, _ in points], gammas=[g for _, _, g in points],
+            seeds=[run_seed(seed, i, paired) for i, _, _ in points],
+            schedule=None if schedules is None else (lambda n: [s(n) for s in schedules]),
+            progress=progress, desc=f"points {points[0][0]}-{points[-1][0]} ({len(points)} at once)")
+        return [summarise(i, beta, gamma, rec) for (i, beta, gamma), rec in zip(points, records)]
+
+    return run_point, run_population
 
 
-def fig1(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides):
+def _setup(presets, scale, seed, device, shard, population, paired, overrides):
+    """Every argument of a figure here checked (and normalised) before any work: (scale, config, seed,
+    shard, device, population, paired)."""
+    scale, config = settings_for(presets, scale, overrides)
+    seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
+    population, paired = check_population(population), validate.boolean("paired", paired)
+    return scale, config, seed, shard, device, population, paired
+
+
+def _run_sweep(figure, scale, config, seed, shard, device, population, paired, betas, gammas, make_runs, data=None):
+    """Build the char task and sweep the points with ``make_runs(task)`` (:func:`_max_update_runs`),
+    ``population`` at a time."""
+    task = CharTask(config, device)
+    run_point, run_population = make_runs(task)
+    members = population_size(population, device, bytes_per_member=member_bytes(task.gpt, config["batch_size"]))
+    return sweep(figure, scale, config, betas, gammas, run_point, seed=seed, device=device, shard=shard, data=data,
+                 run_population=run_population, population=members, paired=paired)
+
+
+def fig1(scale="auto", *, seed=0, device=None, shard=None, population="auto", paired=False, progress=None,
+         **overrides):
     """Max-update trajectories along the normal curve through (0.999, 0.9) (Fig. 1, App. H).
 
     Each point records ||u_n||_inf for every step, and its summary has ``C``, the
@@ -113,10 +167,9 @@ def fig1(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
     ``predicted_slope_discrete`` = max(0, ln gamma - ln(beta)/2) (the exact discrete bound's
     n -> inf slope), plus ``bound_slope_at_n``, the exact bound's own slope at slope_at.
     """
-    scale, config = settings_for(FIG1, scale, overrides)
-    seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
+    scale, config, seed, shard, device, population, paired = _setup(FIG1, scale, seed, device, shard, population,
+                                                                    paired, overrides)
     betas, gammas = bounds.normal_curve(*REFERENCE, config["points"], beta_range=config["beta_range"])
-    task = CharTask(config, device)
 
     def slopes(rec, beta, gamma):
         n, half = config["slope_at"], config["slope_half"]
@@ -131,46 +184,54 @@ def fig1(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
             "bound_slope_at_n": float((log_bound[1] - log_bound[0]) / (2 * half)),
         }
 
-    return sweep("fig1", scale, config, betas, gammas, _max_update_point(task, seed, extra=slopes, progress=progress),
-                 seed=seed, device=device, shard=shard, data={"reference": list(REFERENCE)})
+    return _run_sweep("fig1", scale, config, seed, shard, device, population, paired, betas, gammas,
+                      lambda task: _max_update_runs(task, seed, paired=paired, extra=slopes, progress=progress),
+                      data={"reference": list(REFERENCE)})
 
 
 FIG3 = Presets("fig3", {
     "paper": dict(_CHAR["paper"], points=11, steps=1500, beta_range=(0.5, 0.999)),
     "cpu": dict(_CHAR["cpu"], points=6, steps=500, beta_range=(0.5, 0.999)),
+    "gpu": dict(_CHAR["gpu"], points=11, steps=1500, beta_range=(0.5, 0.999)),  # App. H's, one population
     "smoke": dict(_CHAR["smoke"], points=2, steps=30, beta_range=(0.5, 0.999)),
 }, spec=SPEC)
 
 
-def fig3(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides):
+def fig3(scale="auto", *, seed=0, device=None, shard=None, population="auto", paired=False, progress=None,
+         **overrides):
     """Max-update for points on B0 = {C = 0} (Fig. 3, App. F); Eq. 5 predicts sqrt(n) growth there."""
-    scale, config = settings_for(FIG3, scale, overrides)
-    seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
+    scale, config, seed, shard, device, population, paired = _setup(FIG3, scale, seed, device, shard, population,
+                                                                    paired, overrides)
     betas, gammas = bounds.level_curve(0.0, config["points"], beta_range=config["beta_range"])
-    task = CharTask(config, device)
-    return sweep("fig3", scale, config, betas, gammas, _max_update_point(task, seed, progress=progress),
-                 seed=seed, device=device, shard=shard)
+    return _run_sweep("fig3", scale, config, seed, shard, device, population, paired, betas, gammas,
+                      lambda task: _max_update_runs(task, seed, paired=paired, progress=progress))
 
 
-def _generalisation_presets(figure: str, points_paper: int) -> Presets:
+def _generalisation_presets(figure: str, points_paper: int, points_gpu: int) -> Presets:
     # App. H, Fig. 9: warmup 100 steps, cosine decay to 1e-4, 3000 steps, eval every 100 on 200 batches
     return Presets(figure, {
         "paper": dict(_CHAR["paper"], points=points_paper, steps=3000, warmup=100, min_lr=1e-4,
                       eval_every=100, eval_iters=200),
         "cpu": dict(_CHAR["cpu"], points=8, steps=800, warmup=50, min_lr=1e-4, eval_every=50, eval_iters=20),
+        # App. H's schedule and length; validation on 20 batches (not 200: 30 evaluations of 200
+        # batches would cost as much as the training)
+        "gpu": dict(_CHAR["gpu"], points=points_gpu, steps=3000, warmup=100, min_lr=1e-4, eval_every=100,
+                    eval_iters=20),
         "smoke": dict(_CHAR["smoke"], points=2, steps=30, warmup=5, min_lr=1e-4, eval_every=10, eval_iters=2),
     }, spec=SPEC, rules=_with_warmup)
 
 
-FIG9, FIG10, FIG11 = (_generalisation_presets("fig9", 128), _generalisation_presets("fig10", 128),
-                      _generalisation_presets("fig11", 128))
+# gpu: Fig. 9 at App. H's 128 points (4 populations, about 6 min on a T4); Figs. 10 and 11 at 32
+# (one population each), so that Chapter 2 fits its 15 minutes
+FIG9, FIG10, FIG11 = (_generalisation_presets("fig9", 128, 128), _generalisation_presets("fig10", 128, 32),
+                      _generalisation_presets("fig11", 128, 32))
 
 
-def _generalisation(figure, presets, curve, scale, seed, device, shard, overrides, data, progress=None):
-    scale, config = settings_for(presets, scale, overrides)
-    seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
+def _generalisation(figure, presets, curve, scale, seed, device, shard, population, paired, overrides, data,
+                    progress=None):
+    scale, config, seed, shard, device, population, paired = _setup(presets, scale, seed, device, shard, population,
+                                                                    paired, overrides)
     betas, gammas = curve(config["points"])
-    task = CharTask(config, device)
 
     def schedule(beta, gamma):
         return warmup_cosine(lr=config["lr"], warmup=config["warmup"], total=config["steps"], min_lr=config["min_lr"])
@@ -182,46 +243,57 @@ def _generalisation(figure, presets, curve, scale, seed, device, shard, override
             out[f"best_test_loss_{horizon}"] = float(seen.min()) if len(seen) else None
         return out
 
-    return sweep(figure, scale, config, betas, gammas,
-                 _max_update_point(task, seed, schedule=schedule, extra=best_losses, progress=progress),
-                 seed=seed, device=device, shard=shard, data=data)
+    return _run_sweep(figure, scale, config, seed, shard, device, population, paired, betas, gammas,
+                      lambda task: _max_update_runs(task, seed, paired=paired, schedule=schedule, extra=best_losses,
+                                                      progress=progress),
+                      data=data)
 
 
-def fig9(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides):
+def fig9(scale="auto", *, seed=0, device=None, shard=None, population="auto", paired=False, progress=None,
+         **overrides):
     """Test loss along the whole normal curve through (0.999, 0.9) (Fig. 9, App. N)."""
     return _generalisation("fig9", FIG9, lambda num: bounds.normal_curve(*REFERENCE, num),
-                           scale, seed, device, shard, overrides, {"curve": "normal", "through": list(REFERENCE)}, progress)
+                           scale, seed, device, shard, population, paired,
+                           overrides, {"curve": "normal", "through": list(REFERENCE)}, progress)
 
 
-def fig10(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides):
+def fig10(scale="auto", *, seed=0, device=None, shard=None, population="auto", paired=False, progress=None,
+          **overrides):
     """Test loss along the normal curve through (0.95, 0.9) (Fig. 10, App. O)."""
     return _generalisation("fig10", FIG10, lambda num: bounds.normal_curve(0.95, 0.9, num),
-                           scale, seed, device, shard, overrides, {"curve": "normal", "through": [0.95, 0.9]}, progress)
+                           scale, seed, device, shard, population, paired,
+                           overrides, {"curve": "normal", "through": [0.95, 0.9]}, progress)
 
 
-def fig11(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides):
+def fig11(scale="auto", *, seed=0, device=None, shard=None, population="auto", paired=False, progress=None,
+          **overrides):
     """Test loss along the level curve C = C(0.999, 0.9) (Fig. 11, App. O)."""
     c = float(bounds.stability_constant(*REFERENCE))
     return _generalisation("fig11", FIG11, lambda num: bounds.level_curve(c, num),
-                           scale, seed, device, shard, overrides, {"curve": "level", "C": c}, progress)
+                           scale, seed, device, shard, population, paired,
+                           overrides, {"curve": "level", "C": c}, progress)
 
 
 FIG12 = Presets("fig12", {
     "paper": dict(_CHAR["paper"], points=16, steps=1500, beta_range=(0.9525, 0.962), eval_every=100, eval_iters=200),
     "cpu": dict(_CHAR["cpu"], points=4, steps=500, beta_range=(0.9525, 0.962), eval_every=50, eval_iters=20),
+    "gpu": dict(_CHAR["gpu"], points=16, steps=1500, beta_range=(0.9525, 0.962), eval_every=100, eval_iters=20),
     "smoke": dict(_CHAR["smoke"], points=2, steps=30, beta_range=(0.9525, 0.962), eval_every=10, eval_iters=2),
 }, spec=SPEC, rules=_evaluations)
 
 
-def fig12(scale="auto", *, seed=0, device=None, shard=None, progress=None, **overrides):
-    """Eq. 15 annealing, eta_n = eta_0 exp(-n |C| / 2), for points in B- (Fig. 12, App. P)."""
-    scale, config = settings_for(FIG12, scale, overrides)
-    seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
+def fig12(scale="auto", *, seed=0, device=None, shard=None, population="auto", paired=False, progress=None,
+          **overrides):
+    """Eq. 15 annealing, eta_n = eta_0 exp(-n |C| / 2), for points in B- (Fig. 12, App. P).
+
+    Each point has its own schedule (its C); in a population, member e follows point e's.
+    """
+    scale, config, seed, shard, device, population, paired = _setup(FIG12, scale, seed, device, shard, population,
+                                                                    paired, overrides)
     betas, gammas = bounds.normal_curve(*REFERENCE, config["points"], beta_range=config["beta_range"])
-    task = CharTask(config, device)
 
     def schedule(beta, gamma):
         return annealed(lr=config["lr"], beta=beta, gamma=gamma)
 
-    return sweep("fig12", scale, config, betas, gammas, _max_update_point(task, seed, schedule=schedule, progress=progress),
-                 seed=seed, device=device, shard=shard)
+    return _run_sweep("fig12", scale, config, seed, shard, device, population, paired, betas, gammas,
+                      lambda task: _max_update_runs(task, seed, paired=paired, schedule=schedule, progress=progress))
