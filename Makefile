@@ -14,7 +14,7 @@ export KADAM_PROGRESS ?= 0
 
 help:
 	@echo "make test   install kadam_edu with its test extras and run the test suite"
-	@echo "make book   install kadam_edu with its book extras and build the book (SCALE=smoke|cpu|paper|auto)"
+	@echo "make book   install kadam_edu with its book extras and build the book (SCALE=smoke|cpu|gpu|paper|auto)"
 	@echo "make check  everything CI runs: make test, the notebooks at smoke scale, make book SCALE=smoke, check-pages"
 	@echo "make bench  run the benchmarks (prints ratios measured side by side)"
 

@@ -21,6 +21,7 @@ import torch
 
 from kadam_edu import experiments, plots
 from kadam_edu.experiments import FIGURES
+from kadam_edu.scale import SCALES
 
 COSTS = Path(experiments.__file__).parent / "costs.json"
 
@@ -33,7 +34,7 @@ def _fmt(seconds: float) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scales", nargs="+", default=["smoke"], choices=["smoke", "cpu", "paper"])
+    ap.add_argument("--scales", nargs="+", default=["smoke"], choices=SCALES)
     names = sorted(FIGURES, key=experiments._order)
     ap.add_argument("--figures", nargs="+", choices=names, metavar="NAME",
                     help=f"the names to measure (default: all, or those of --kind): {' '.join(names)}")

@@ -269,7 +269,9 @@ def main(argv=None) -> int:
 
     rp = sub.add_parser("reproduce", help="run one figure or book experiment, save its result (JSON + npz) and a PNG")
     rp.add_argument("figure")
-    rp.add_argument("--scale", default="auto", help="smoke, cpu, paper or auto (default; KADAM_SCALE overrides auto)")
+    rp.add_argument("--scale", default="auto",
+                    help="smoke, cpu, gpu, paper or auto (default: gpu with CUDA, else cpu; KADAM_SCALE overrides "
+                         "auto; paper, a cluster job, only when named)")
     rp.add_argument("--out", default=None,
                     help="output directory, empty or new unless --force; a literal {shard} in it becomes the shard's "
                          "index I (default: results/FIGURE, or results/FIGURE/shard-{shard} with --shard)")
@@ -287,7 +289,8 @@ def main(argv=None) -> int:
     rp.add_argument("--force", action="store_true",
                     help="write into a non-empty --out, replacing this figure's result and PNG there")
     rp.add_argument("--no-plot", action="store_true", help="no PNG (an old PNG of this figure in --out is removed)")
-    rp.add_argument("--quiet", action="store_true", help="no progress bars")
+    rp.add_argument("--quiet", action="store_true",
+                    help="no progress bars (a long run's projected wall time is printed all the same)")
     rp.add_argument("--dry-run", action="store_true",
                     help="check the figure, scale, settings, seed, shard and --out, print what would run; run nothing")
     rp.set_defaults(func=cmd_reproduce)

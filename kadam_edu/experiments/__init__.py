@@ -11,8 +11,9 @@ the book adds (``kind="book"``, with the chapter that uses them: ``level_bounds`
 ``noise_batch_scaling``, ``noise_stability``, ``eos``); each is registered under the name its
 :class:`Result` carries, which is also the key of its plot in ``kadam_edu.plots.PLOTTERS``.
 
-Every function takes ``scale`` ("smoke", "cpu", "paper" or "auto"), ``seed``, ``device``,
-``progress`` and keyword overrides of its preset, all checked before anything runs: an unknown
+Every function takes ``scale`` ("smoke", "cpu", "gpu", "paper" or "auto": "gpu" with CUDA, "cpu"
+otherwise; "paper", a cluster job, only when named), ``seed``, ``device``, ``progress`` and keyword
+overrides of its preset, all checked before anything runs: an unknown
 key is refused with the list of keys, a bad value or a clash between keys with a message that
 names them (each preset key has a spec, :class:`~kadam_edu.experiments.common.Presets`); a bad
 ``seed`` (an int in [0, 2**63 - 1]) or an unavailable ``device`` (where one is used) likewise. The sweeps
@@ -23,6 +24,11 @@ several models of one shape (fig1, fig3, fig9-12, fig2, eos, noise_batch_scaling
 :mod:`kadam_edu.population`; the result does not depend on it, and it is recorded in the
 provenance only) and the sweeps ``paired`` (every point with point 0's seed: the same
 initialisation and batches).
+
+Before a long run each experiment times its first steps on the device in use and prints, once, the
+projected wall time of the whole run when that is 30 s or more, progress bars or not ("fig1 at gpu
+scale: about 1.3 min on Tesla T4, measured over 10 steps";
+:func:`kadam_edu.experiments.common.step_timer`); ``noise_sde`` has no training loop and prints none.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ class Figure:
     ``kadam_edu.plots.PLOTTERS``; attr: the function's name in ``module`` when it differs from
     ``name``. kind: "paper" (a figure of the paper) or "book" (an experiment the book adds, used
     in ``chapter``). sweep: whether it takes ``shard``. cost: measured wall time per scale on the
-    machine named in ``cost_machine`` (the paper scale is an estimate unless a GPU run was measured).
+    machine named in :data:`COST_MACHINE` (smoke and cpu; the gpu and paper scales: :func:`estimate`).
     """
 
     name: str
@@ -82,7 +88,7 @@ class Figure:
         return "shard" in inspect.signature(self.function()).parameters
 
 
-COST_MACHINE = "2 CPU cores (the project's CI machine); paper scale: estimated for one GPU"
+COST_MACHINE = "2 CPU cores (the project's CI machine); gpu and paper scales: estimated for one T4"
 
 FIGURES: dict[str, Figure] = {
     f.name: f

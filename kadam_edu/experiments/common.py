@@ -1,4 +1,5 @@
-"""Shared pieces of the experiments: presets and their checks, the char-GPT run, sweeps, shards."""
+"""Shared pieces of the experiments: presets and their checks, the char-GPT run, sweeps, shards,
+and the projection of an experiment's wall time from its first steps."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from kadam_edu.experiments.result import Result, parse_shard, provenance
 from kadam_edu.models import GPT, GPT_PRESETS, CNNConfig, GPTConfig, gpt_config
 from kadam_edu.optim import KAdam
 from kadam_edu.population import PopulationGPT, init_population
-from kadam_edu.scale import resolve_scale, seed_everything
+from kadam_edu.scale import StepTimer, resolve_scale, seed_everything
 from kadam_edu.train import TrainRecord, train
 from kadam_edu.validate import Check, Choice, Dict, Int, Real
 
 __all__ = ["Presets", "PRESETS", "CHAR_SPEC", "settings_for", "char_gpt_run", "char_gpt_population_run", "sweep",
            "point_summary", "point_seed", "run_seed", "finite_log_slope", "check_model_overrides",
-           "check_population", "population_size", "member_bytes", "chunks", "stacked_batches", "AUTO_MEMBERS"]
+           "check_population", "population_size", "member_bytes", "chunks", "shard_chunks", "stacked_batches",
+           "step_timer", "AUTO_MEMBERS"]
 
 #: Every experiment's :class:`Presets`, by figure name (filled in as the experiment modules load).
 PRESETS: dict[str, Presets] = {}
@@ -152,6 +154,36 @@ def chunks(indices: Sequence[int], size: int, key: Callable[[int], Hashable] | N
     return [members[j:j + size] for members in groups.values() for j in range(0, len(members), size)]
 
 
+def shard_chunks(size: int, shard, population: int, key: Callable[[int], Hashable] | None = None) -> list[list[int]]:
+    """The populations :func:`sweep` trains, in order, for ``shard`` of a sweep of ``size`` points:
+    the shard's points (index I mod N for shard "I/N" or (I, N); every point for None) cut by
+    :func:`chunks` into populations of at most ``population``."""
+    shard = parse_shard(shard)
+    mine = [i for i in range(size) if shard is None or i % shard[1] == shard[0]]
+    return chunks(mine, population, key)
+
+
+# --------------------------------------------------------------------------- the projection
+def step_timer(figure: str, scale: str, *, steps: int, device, note: str | None = None) -> StepTimer:
+    """The :class:`~kadam_edu.scale.StepTimer` of an experiment that takes ``steps`` steps in all
+    (every run's and population's, in order; a population's step counts once).
+
+    Hand its :meth:`~kadam_edu.scale.StepTimer.wrap` of each run's batch function to ``train``
+    (or call ``tick`` once a step): after the first few steps it prints, once and on stdout, the
+    projected wall time ("fig1 at gpu scale: about 4.0 min on Tesla T4, measured over 10 steps")
+    when that comes to 30 s or more, progress bars or not; no host synchronisation per step.
+    A run shorter than 13 steps is timed over fewer: skip min(2, steps - 2), then up to 10 steps,
+    the last timed tick being the start of the last step (a 1-step run is not timed). ``note``:
+    added to the line in parentheses (what the projection leaves out). ``steps`` 0 (a shard
+    without points) makes a timer that never ticks.
+    """
+    steps = validate.integer("steps", steps, lo=0)
+    skip = min(2, max(0, steps - 2))
+    measure = max(1, min(10, steps - 1 - skip))
+    out = print if note is None else (lambda line: print(f"{line} ({note})"))
+    return StepTimer(figure, scale, steps=max(1, steps), device=device, skip=skip, measure=measure, out=out)
+
+
 #: Specs of the keys the char-GPT experiments share (paper notation: beta second moment, gamma first).
 CHAR_SPEC: dict[str, Check] = {
     "model": Choice(tuple(GPT_PRESETS), "a GPT preset of kadam_edu.models"),
@@ -250,15 +282,19 @@ def char_gpt_run(
     record_grads: bool = False,
     progress=None,
     desc=None,
+    timer: StepTimer | None = None,
 ) -> tuple[GPT, TrainRecord]:
-    """Train the char GPT with Adam at (beta, gamma) (paper notation) for ``config['steps']`` steps."""
+    """Train the char GPT with Adam at (beta, gamma) (paper notation) for ``config['steps']`` steps.
+
+    ``timer``: a :func:`step_timer` that ticks on every batch drawn."""
     gen = seed_everything(seed)
+    batch_fn = task.batch_fn(gen) if timer is None else timer.wrap(task.batch_fn(gen))
     model = GPT(task.gpt).to(task.device)
     opt = KAdam(model.parameters(), lr=task.config["lr"], betas=(gamma, beta),
                 weight_decay=task.config.get("weight_decay", 0.0))
     watch = {h.label: h.weight for h in model.query_key_heads()} if watch_heads else None
     record = train(
-        model, opt, task.batch_fn(gen), lambda m, b: m(*b)[1], steps=task.config["steps"], schedule=schedule,
+        model, opt, batch_fn, lambda m, b: m(*b)[1], steps=task.config["steps"], schedule=schedule,
         eval_fn=task.eval_fn(seed), eval_every=task.config.get("eval_every", 0), watch=watch,
         record_values=record_values, record_grads=record_grads, progress=progress, desc=desc,
     )
@@ -274,6 +310,7 @@ def char_gpt_population_run(
     schedule=None,
     progress=None,
     desc=None,
+    timer: StepTimer | None = None,
 ) -> tuple[PopulationGPT, list[TrainRecord]]:
     """:func:`char_gpt_run` for E points at once, one :class:`~kadam_edu.population.PopulationGPT`.
 
@@ -284,6 +321,7 @@ def char_gpt_population_run(
     -> one lr for all, or E lrs. Returns the population and one record per member, each equal
     (float tolerance) to that run's, divergence included. With dropout > 0 the masks come from
     one global RNG for all members, so they match the sequential runs in distribution only.
+    ``timer``: a :func:`step_timer` that ticks once per population step.
     """
     E = len(seeds)
     seed_everything(seeds[0])  # the global RNG (dropout masks), so that the population run repeats
@@ -293,8 +331,9 @@ def char_gpt_population_run(
     opt = KAdam(pop.parameters(), lr=task.config["lr"],
                 betas=(torch.tensor(gammas, **wide), torch.tensor(betas, **wide)),
                 weight_decay=task.config.get("weight_decay", 0.0), members=E)
+    batch_fn = task.population_batch_fn([gens[s] for s in seeds])
     records = train(
-        pop, opt, task.population_batch_fn([gens[s] for s in seeds]), lambda m, b: m(*b)[1],
+        pop, opt, batch_fn if timer is None else timer.wrap(batch_fn), lambda m, b: m(*b)[1],
         steps=task.config["steps"], schedule=schedule, eval_fn=task.population_eval_fn(seeds),
         eval_every=task.config.get("eval_every", 0), progress=progress, desc=desc,
     )
@@ -339,17 +378,16 @@ def sweep(
     Shard (I, N) takes the points whose index is I mod N, so N jobs cover the sweep and
     :func:`kadam_edu.experiments.result.merge` joins them; ``data["sweep_size"]``, the number of
     points of the whole sweep, lets it check that they do. With ``run_population``, the shard's
-    points are cut into populations of at most ``population`` by :func:`chunks` (``key``: points
-    with different keys never share one) and a chunk of one goes to ``run_point``. The result must
+    points are cut into populations of at most ``population`` by :func:`shard_chunks` (``key``:
+    points with different keys never share one) and a chunk of one goes to ``run_point``. The result must
     not depend on the cut: ``population`` is recorded in the provenance only. ``paired`` (every
     point with one seed, :func:`run_seed`) is recorded in ``data`` and the provenance.
     """
     shard = parse_shard(shard)
     pairs = [(float(b), float(g)) for b, g in zip(betas, gammas)]
-    mine = [i for i in range(len(pairs)) if shard is None or i % shard[1] == shard[0]]
     population = population if run_population is not None else 1
     done = {}
-    for chunk in chunks(mine, population, key):
+    for chunk in shard_chunks(len(pairs), shard, population, key):
         if len(chunk) == 1:
             done[chunk[0]] = run_point(chunk[0], *pairs[chunk[0]])
         else:

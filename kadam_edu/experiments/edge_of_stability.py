@@ -29,10 +29,11 @@ from kadam_edu.experiments.common import (
     Presets,
     check_model_overrides,
     check_population,
-    chunks,
     member_bytes,
     population_size,
     settings_for,
+    shard_chunks,
+    step_timer,
 )
 from kadam_edu.experiments.result import Result, parse_shard, provenance
 from kadam_edu.models import GPT
@@ -143,13 +144,16 @@ def eos(scale="auto", *, seed=0, device=None, shard=None, population="auto", pro
     runs = [(lr, "full-batch") for lr in config["lrs"]] + [(lr, "minibatch") for lr in config["minibatch_lrs"]]
     gamma, beta = float(config["gamma"]), float(config["beta"])
     every, steps = config["measure_every"], config["steps"]
-    mine = [i for i in range(len(runs)) if shard is None or i % shard[1] == shard[0]]
+    members = population_size(population, device, bytes_per_member=member_bytes(task.gpt, config["batch_size"]))
+    populations = shard_chunks(len(runs), shard, members)
+    timer = step_timer("eos", scale, steps=steps * len(populations), device=device,
+                       note="training steps only: the Lanczos measurements come on top")
     show = _progress_default() if progress is None else progress
     bar = None
     if show:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps * len(mine), desc="eos", leave=False)
+        bar = tqdm(total=steps * sum(map(len, populations)), desc="eos", leave=False)
 
     def point(i, losses, m_steps, sharp, f_loss, diverged_at, seconds):
         lr, mode = runs[i]
@@ -168,7 +172,7 @@ def eos(scale="auto", *, seed=0, device=None, shard=None, population="auto", pro
         gen = seed_everything(seed)  # the same initialisation for every run
         model = GPT(task.gpt).to(device)
         opt = KAdam(model.parameters(), lr=lr, betas=(gamma, beta))
-        batches = (lambda n: fixed) if mode == "full-batch" else task.batch_fn(gen)
+        batches = timer.wrap((lambda n: fixed) if mode == "full-batch" else task.batch_fn(gen))
         losses, m_steps, sharp, f_loss = [], [], [], []
         diverged_at, start, lanczos_gen = None, time.perf_counter(), torch.Generator().manual_seed(seed + 1)
         done = 0
@@ -214,10 +218,10 @@ def eos(scale="auto", *, seed=0, device=None, shard=None, population="auto", pro
         losses, m_steps, sharp, f_loss = ([[] for _ in chunk] for _ in range(4))
         diverged_at, alive = [None] * E, list(range(E))
         lanczos = [torch.Generator().manual_seed(seed + 1) for _ in chunk]
-        done = 0
+        timed, done = timer.wrap(batches), 0
         while done < steps and alive:
             chunk_steps = min(every, steps - done)
-            records = train(pop, opt, batches, lambda m, b: m(*b)[1], steps=chunk_steps, progress=False)
+            records = train(pop, opt, timed, lambda m, b: m(*b)[1], steps=chunk_steps, progress=False)
             for e in list(alive):
                 rec = records[e]
                 losses[e].extend(rec.loss.tolist())
@@ -239,9 +243,8 @@ def eos(scale="auto", *, seed=0, device=None, shard=None, population="auto", pro
         return [point(i, losses[e], m_steps[e], sharp[e], f_loss[e], diverged_at[e], seconds)
                 for e, i in enumerate(chunk)]
 
-    members = population_size(population, device, bytes_per_member=member_bytes(task.gpt, config["batch_size"]))
     points, arrays = [], {}
-    for chunk in chunks(mine, members):
+    for chunk in populations:
         for summary, arr in (run_one(chunk[0]) if len(chunk) == 1 else run_population(chunk)):
             points.append(summary)
             arrays.update({f"p{summary['index']}/{k}": v for k, v in arr.items()})

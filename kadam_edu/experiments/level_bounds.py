@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from kadam_edu import bounds, validate
-from kadam_edu.experiments.common import CHAR_SPEC, CharTask, Presets, settings_for
+from kadam_edu.experiments.common import CHAR_SPEC, CharTask, Presets, settings_for, step_timer
 from kadam_edu.experiments.result import Result, provenance
 from kadam_edu.levels import bound_ratios, level_bounds as _level_bounds
 from kadam_edu.models import GPT
@@ -78,6 +78,7 @@ def level_bounds(scale="auto", *, seed: int = 0, device=None, progress=None, **o
     scale, config = settings_for(LEVEL_BOUNDS, scale, overrides)
     seed, device = validate.seed("seed", seed), pick_device(device)
     task = CharTask(config, device)
+    timer = step_timer("level_bounds", scale, steps=len(config["strategies"]) * config["steps"], device=device)
     points, arrays = [], {}
     for i, strategy in enumerate(config["strategies"]):
         levels = kadam_levels(config["k"], beta=config["beta"], gamma=config["gamma"], strategy=strategy)
@@ -85,7 +86,7 @@ def level_bounds(scale="auto", *, seed: int = 0, device=None, progress=None, **o
         model = GPT(task.gpt).to(device)
         opt = KAdam(model.parameters(), lr=config["lr"], levels=levels,
                     weight_decay=config["weight_decay"], coupled=False)
-        rec = train(model, opt, task.batch_fn(gen), lambda m, b: m(*b)[1], steps=config["steps"],
+        rec = train(model, opt, timer.wrap(task.batch_fn(gen)), lambda m, b: m(*b)[1], steps=config["steps"],
                     progress=progress, desc=f"{strategy}, k={config['k']}")
         mu = rec.level_max_updates
         steps = np.arange(mu.shape[0])

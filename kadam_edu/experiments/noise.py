@@ -18,9 +18,12 @@ Three experiments, each returning a :class:`Result` that ``kadam_edu.plots.plot`
 
 Registered in ``experiments.FIGURES`` as book extras (Chapter 5) under their result names, so
 ``python -m kadam_edu reproduce noise_sde --scale cpu`` runs :func:`sde_vs_discrete` (likewise
-``noise_batch_scaling``, ``noise_stability``). Each takes ``scale`` ("smoke", "cpu", "paper" or
-"auto"), ``seed``, ``device`` (the char-GPT runs), ``progress`` and keyword overrides of its
-preset; none is a sweep, so none takes ``shard``.
+``noise_batch_scaling``, ``noise_stability``). Each takes ``scale`` ("smoke", "cpu", "gpu", "paper"
+or "auto": "gpu" with CUDA, "cpu" otherwise), ``seed``, ``device`` (the char-GPT runs), ``progress``
+and keyword overrides of its preset; none is a sweep, so none takes ``shard``. The two char-GPT
+experiments print the projected wall time of their GPT runs after the first steps (30 s or more;
+:func:`~kadam_edu.experiments.common.step_timer`), at the first run's rate: the later runs' larger
+batches make it a lower bound where a step's time grows with its batch (a CPU).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from kadam_edu.experiments.common import (
     population_size,
     settings_for,
     stacked_batches,
+    step_timer,
 )
 from kadam_edu.experiments.result import Result, provenance
 from kadam_edu.models import GPT, GPT_PRESETS, gpt_config
@@ -221,8 +225,10 @@ def curve_mismatch(reference: np.ndarray, other: np.ndarray) -> float:
     return float(np.mean(diff)) if np.all(np.isfinite(diff)) else math.inf
 
 
-def _char_run(corpus, gpt, *, batch, steps, lr, beta, gamma, eps, seed, device, eval_fn=None, eval_every=0,
+def _char_run(corpus, gpt, *, batch, steps, lr, beta, gamma, eps, seed, device, timer, eval_fn=None, eval_every=0,
               progress=None, desc=None):
+    """The char GPT trained alone with KAdam at (lr, beta, gamma, eps) on batches of ``batch`` drawn
+    from ``seed``, ticking ``timer`` (:func:`~kadam_edu.experiments.common.step_timer`) once a step."""
     gen = seed_everything(seed)
     model = GPT(gpt).to(device)
     opt = KAdam(model.parameters(), lr=lr, betas=(gamma, beta), eps=eps)
@@ -230,14 +236,14 @@ def _char_run(corpus, gpt, *, batch, steps, lr, beta, gamma, eps, seed, device, 
     def batch_fn(n):
         return get_batch(corpus.train, block_size=gpt.block_size, batch_size=batch, generator=gen, device=device)
 
-    return train(model, opt, batch_fn, lambda m, b: m(*b)[1], steps=steps, eval_fn=eval_fn, eval_every=eval_every,
-                 progress=progress, desc=desc)
+    return train(model, opt, timer.wrap(batch_fn), lambda m, b: m(*b)[1], steps=steps, eval_fn=eval_fn,
+                 eval_every=eval_every, progress=progress, desc=desc)
 
 
-def _char_population_run(corpus, gpt, *, batch, steps, hps, seeds, device, eval_fn=None, eval_every=0, progress=None,
-                         desc=None):
+def _char_population_run(corpus, gpt, *, batch, steps, hps, seeds, device, timer, eval_fn=None, eval_every=0,
+                         progress=None, desc=None):
     """:func:`_char_run` for E runs of one batch size and eps at once: member e is the run with ``hps[e]``
-    (lr, beta, gamma, eps) and ``seeds[e]``; returns their E records."""
+    (lr, beta, gamma, eps) and ``seeds[e]``; returns their E records. ``timer`` ticks once per population step."""
     seed_everything(seeds[0])  # the global RNG (dropout masks), so that the population run repeats
     gens = {s: torch.Generator().manual_seed(int(s)) for s in seeds}
     pop = init_population(gpt, [int(s) for s in seeds]).to(device)
@@ -247,8 +253,8 @@ def _char_population_run(corpus, gpt, *, batch, steps, hps, seeds, device, eval_
                 eps=hps[0]["eps"], members=len(hps))
     batch_fn = stacked_batches(corpus.train, [gens[s] for s in seeds], block_size=gpt.block_size, batch_size=batch,
                                device=device)
-    return train(pop, opt, batch_fn, lambda m, b: m(*b)[1], steps=steps, eval_fn=eval_fn, eval_every=eval_every,
-                 progress=progress, desc=desc)
+    return train(pop, opt, timer.wrap(batch_fn), lambda m, b: m(*b)[1], steps=steps, eval_fn=eval_fn,
+                 eval_every=eval_every, progress=progress, desc=desc)
 
 
 def batch_scaling(scale="auto", *, seed=0, device=None, population="auto", progress=None, **overrides) -> Result:
@@ -299,11 +305,18 @@ def batch_scaling(scale="auto", *, seed=0, device=None, population="auto", progr
         loss[at[ok]] = rec.eval_loss[ok]
         return rec, loss, base_batch * kappa * (steps // evals) * np.arange(1, evals + 1)
 
+    populations = chunks(range(len(jobs)), members, key=lambda j: (jobs[j]["kappa"], jobs[j]["hp"]["eps"]))
+    steps_of = {kappa: scaling.scaled_steps(samples // base_batch, kappa) for kappa in kappas}
+    # every run sees the same samples: the larger batches take fewer, longer steps, so where a step's
+    # time grows with its batch (a CPU) the projection, at the first run's rate, is a lower bound
+    timer = step_timer("noise_batch_scaling", scale, device=device,
+                       steps=sum(steps_of[jobs[chunk[0]]["kappa"]] for chunk in populations))
     done = {}
-    for chunk in chunks(range(len(jobs)), members, key=lambda j: (jobs[j]["kappa"], jobs[j]["hp"]["eps"])):
+    for chunk in populations:
         kappa = jobs[chunk[0]]["kappa"]
-        steps = scaling.scaled_steps(samples // base_batch, kappa)
-        shape = dict(batch=base_batch * kappa, steps=steps, device=device, eval_every=steps // evals, progress=progress)
+        steps = steps_of[kappa]
+        shape = dict(batch=base_batch * kappa, steps=steps, device=device, eval_every=steps // evals, progress=progress,
+                     timer=timer)
         if len(chunk) == 1:
             job = jobs[chunk[0]]
             records = [_char_run(corpus, gpt, **shape, **job["hp"], seed=job["seed"], eval_fn=evaluate, desc=job["desc"])]
@@ -470,10 +483,13 @@ def scaling_stability(scale="auto", *, seed=0, device=None, progress=None, **ove
     gpt = gpt_config(config["gpt_model"], dropout=0.0)
     steps = int(config["gpt_steps"])
     start = int(round(steps * (1 - config["fit_fraction"])))
+    # at the first (smallest) batch's rate: a lower bound where a step's time grows with its batch (a CPU)
+    timer = step_timer("noise_stability", scale, steps=steps * len(config["gpt_kappas"]), device=device,
+                       note="the linear-model runs come on top")
     for kappa in config["gpt_kappas"]:
         hp = scaling.square_root_rule(kappa, lr=config["lr"], beta=beta, gamma=gamma, eps=1e-30)
         rec = _char_run(corpus, gpt, batch=int(round(config["gpt_base_batch"] * kappa)), steps=steps, **hp, seed=seed,
-                        device=device, progress=progress, desc=f"char GPT, kappa={kappa}")
+                        device=device, timer=timer, progress=progress, desc=f"char GPT, kappa={kappa}")
         mu = np.full(steps, np.nan)
         mu[:len(rec.max_update)] = rec.max_update
         arrays[f"gpt/k{kappa:g}/max_update"] = mu

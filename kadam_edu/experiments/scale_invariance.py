@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from kadam_edu import validate
 from kadam_edu.continuous import (
+    FIRST_WINDOW_REFINEMENT,
     METHODS,
     Trajectory,
     discrete_adam_trajectory,
@@ -28,10 +29,18 @@ from kadam_edu.continuous import (
     sq_norm_eq12,
     update_terms,
 )
-from kadam_edu.experiments.common import CHAR_SPEC, CharTask, Presets, char_gpt_run, check_model_overrides, settings_for
+from kadam_edu.experiments.common import (
+    CHAR_SPEC,
+    CharTask,
+    Presets,
+    char_gpt_run,
+    check_model_overrides,
+    settings_for,
+    step_timer,
+)
 from kadam_edu.experiments.result import Result, provenance
 from kadam_edu.models import GPT, flat_indices, gpt_config
-from kadam_edu.scale import pick_device, seed_everything
+from kadam_edu.scale import StepTimer, pick_device, seed_everything
 from kadam_edu.train import _progress_default
 from kadam_edu.validate import Choice, Int
 
@@ -134,11 +143,13 @@ def fig4(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
     seed, device = validate.seed("seed", seed), pick_device(device)
     steps = config["steps"]
     data, arrays = {"settings": list(QK_SETTINGS)}, {}
+    timer = step_timer("fig4", scale, steps=len(QK_SETTINGS) * (steps + 1), device=device)
     for setting, qk_norm in QK_SETTINGS.items():
         # steps + 1: the last step only supplies g_N, the gradient at W_N
         task = CharTask(dict(config, steps=steps + 1, model_overrides={"qk_norm": qk_norm}), device)
         model, rec = char_gpt_run(task, beta=config["beta"], gamma=config["gamma"], seed=seed, watch_heads=True,
-                                  record_values=True, record_grads=True, progress=progress, desc=f"fig4 {setting}")
+                                  record_values=True, record_grads=True, progress=progress, desc=f"fig4 {setting}",
+                                  timer=timer)
         if rec.diverged_at is not None:
             raise RuntimeError(f"fig4 {setting}: training diverged at step {rec.diverged_at}")
         labels = [h.label for h in model.query_key_heads()]
@@ -272,14 +283,17 @@ FIG5 = Presets("fig5", {
 }, spec=SPEC, rules=check_model_overrides)
 
 
-def char_coarse_grained_run(task: CharTask, *, seed: int, coarse_grain: bool, record=None, progress=None, desc=None):
+def char_coarse_grained_run(task: CharTask, *, seed: int, coarse_grain: bool, record=None, progress=None, desc=None,
+                            timer: StepTimer | None = None):
     """:func:`coarse_grained_adam` on the char GPT, set up exactly as :func:`char_gpt_run`
     (same seed, initialisation, batches and dropout masks), coarse-graining every query/key head.
+    ``timer``: a :func:`~kadam_edu.experiments.common.step_timer` that ticks on every batch drawn.
     Returns (the trained model, the :class:`Trajectory`, the losses)."""
     gen = seed_everything(seed)
     model = GPT(task.gpt).to(task.device)
+    batch_fn = task.batch_fn(gen) if timer is None else timer.wrap(task.batch_fn(gen))
     traj, loss = coarse_grained_adam(
-        model, task.batch_fn(gen), lambda mdl, b: mdl(*b)[1], steps=task.config["steps"], lr=task.config["lr"],
+        model, batch_fn, lambda mdl, b: mdl(*b)[1], steps=task.config["steps"], lr=task.config["lr"],
         beta=task.config["beta"], gamma=task.config["gamma"], blocks=model.query_key_heads(),
         coarse_grain=coarse_grain, record=record,
         progress=_progress_default() if progress is None else progress, desc=desc,
@@ -330,10 +344,11 @@ def fig5(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
     seed, device = validate.seed("seed", seed), pick_device(device)
     task = CharTask(config, device)
     indices, labels = _random_qk_entries(GPT(task.gpt), config["params"], torch.Generator().manual_seed(seed))
+    timer = step_timer("fig5", scale, steps=2 * config["steps"], device=device)
 
     def run(coarse_grain, name):
         _, traj, loss = char_coarse_grained_run(task, seed=seed, coarse_grain=coarse_grain, record=indices,
-                                                progress=progress, desc=f"fig5 {name}")
+                                                progress=progress, desc=f"fig5 {name}", timer=timer)
         return traj, loss
 
     (adam, adam_loss), (coarse, coarse_loss) = run(False, "adam"), run(True, "coarse")
@@ -370,6 +385,14 @@ FIG7 = Presets("fig7", {
     "smoke": dict(_CHAR["smoke"], steps=20, weight_decay=0.1, method="exp", substeps=2, params=16, heads=16,
                   model_overrides={"qk_norm": True, "dropout": 0.0}),
 }, spec=SPEC, rules=_fig7_rules)
+
+
+def _ode_grad_evals(method: str, steps: int, substeps: int) -> int:
+    """The gradient evaluations :func:`solve_adam_ode` spends: one at t = 0, then per step K
+    ("euler", App. I) or K + 1 ("exp", whose first window takes FIRST_WINDOW_REFINEMENT x K substeps)."""
+    if method == "euler":
+        return 1 + steps * substeps
+    return 1 + steps + substeps * (FIRST_WINDOW_REFINEMENT + steps - 1)
 
 
 def _max_relative_error(pred: np.ndarray, true: np.ndarray) -> float:
@@ -416,8 +439,12 @@ def fig7(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
         from tqdm.auto import tqdm
 
         bar = tqdm(desc="fig7 gradient evaluations", leave=False)
+    # every gradient evaluation: the discrete run's one per step, then the ODE solver's
+    timer = step_timer("fig7", scale, device=device, steps=config["steps"] + _ode_grad_evals(
+        config["method"], config["steps"], config["substeps"]))
 
     def loss_fn(mdl, n):
+        timer.tick()
         if bar is not None:
             bar.update(1)
         return mdl(*batches[n])[1]

@@ -32,6 +32,8 @@ from kadam_edu.experiments.common import (
     population_size,
     run_seed,
     settings_for,
+    shard_chunks,
+    step_timer,
     sweep,
 )
 from kadam_edu.experiments.result import parse_shard
@@ -103,12 +105,13 @@ FIG1 = Presets("fig1", {
 }, spec=SPEC, rules=_slope_window)
 
 
-def _max_update_runs(task, seed, *, paired=False, schedule=None, extra=None, progress=None):
+def _max_update_runs(task, timer, seed, *, paired=False, schedule=None, extra=None, progress=None):
     """(run_point, run_population) for sweeps that record the max-update trajectory (fig1, fig3, fig9-12).
 
     run_point trains one point alone (:func:`char_gpt_run`), run_population several as one
-    population (:func:`char_gpt_population_run`); ``schedule(beta, gamma)`` -> the point's lr
-    schedule (in a population, member e's), ``extra(record, beta, gamma)`` -> more summary fields.
+    population (:func:`char_gpt_population_run`), each ticking ``timer`` once a step;
+    ``schedule(beta, gamma)`` -> the point's lr schedule (in a population, member e's),
+    ``extra(record, beta, gamma)`` -> more summary fields.
     """
 
     def summarise(i, beta, gamma, rec):
@@ -123,7 +126,7 @@ def _max_update_runs(task, seed, *, paired=False, schedule=None, extra=None, pro
     def run_point(i, beta, gamma):
         _, rec = char_gpt_run(task, beta=beta, gamma=gamma, seed=run_seed(seed, i, paired),
                               schedule=None if schedule is None else schedule(beta, gamma),
-                              progress=progress, desc=f"point {i} (beta={beta:.4f}, gamma={gamma:.4f})")
+                              progress=progress, desc=f"point {i} (beta={beta:.4f}, gamma={gamma:.4f})", timer=timer)
         return summarise(i, beta, gamma, rec)
 
     def run_population(points):
@@ -132,7 +135,7 @@ def _max_update_runs(task, seed, *, paired=False, schedule=None, extra=None, pro
             task, betas=[b for _, b, _ in points], gammas=[g for _, _, g in points],
             seeds=[run_seed(seed, i, paired) for i, _, _ in points],
             schedule=None if schedules is None else (lambda n: [s(n) for s in schedules]),
-            progress=progress, desc=f"points {points[0][0]}-{points[-1][0]} ({len(points)} at once)")
+            progress=progress, desc=f"points {points[0][0]}-{points[-1][0]} ({len(points)} at once)", timer=timer)
         return [summarise(i, beta, gamma, rec) for (i, beta, gamma), rec in zip(points, records)]
 
     return run_point, run_population
@@ -148,11 +151,13 @@ def _setup(presets, scale, seed, device, shard, population, paired, overrides):
 
 
 def _run_sweep(figure, scale, config, seed, shard, device, population, paired, betas, gammas, make_runs, data=None):
-    """Build the char task and sweep the points with ``make_runs(task)`` (:func:`_max_update_runs`),
-    ``population`` at a time."""
+    """Build the char task and sweep the points with ``make_runs(task, timer)`` (:func:`_max_update_runs`),
+    ``population`` at a time; ``timer`` projects the shard's steps (``steps`` per population)."""
     task = CharTask(config, device)
-    run_point, run_population = make_runs(task)
     members = population_size(population, device, bytes_per_member=member_bytes(task.gpt, config["batch_size"]))
+    populations = shard_chunks(len(betas), shard, members)
+    run_point, run_population = make_runs(task, step_timer(figure, scale, steps=config["steps"] * len(populations),
+                                                           device=device))
     return sweep(figure, scale, config, betas, gammas, run_point, seed=seed, device=device, shard=shard, data=data,
                  run_population=run_population, population=members, paired=paired)
 
@@ -185,7 +190,8 @@ def fig1(scale="auto", *, seed=0, device=None, shard=None, population="auto", pa
         }
 
     return _run_sweep("fig1", scale, config, seed, shard, device, population, paired, betas, gammas,
-                      lambda task: _max_update_runs(task, seed, paired=paired, extra=slopes, progress=progress),
+                      lambda task, timer: _max_update_runs(task, timer, seed, paired=paired, extra=slopes,
+                                                           progress=progress),
                       data={"reference": list(REFERENCE)})
 
 
@@ -204,7 +210,7 @@ def fig3(scale="auto", *, seed=0, device=None, shard=None, population="auto", pa
                                                                     paired, overrides)
     betas, gammas = bounds.level_curve(0.0, config["points"], beta_range=config["beta_range"])
     return _run_sweep("fig3", scale, config, seed, shard, device, population, paired, betas, gammas,
-                      lambda task: _max_update_runs(task, seed, paired=paired, progress=progress))
+                      lambda task, timer: _max_update_runs(task, timer, seed, paired=paired, progress=progress))
 
 
 def _generalisation_presets(figure: str, points_paper: int, points_gpu: int) -> Presets:
@@ -244,8 +250,8 @@ def _generalisation(figure, presets, curve, scale, seed, device, shard, populati
         return out
 
     return _run_sweep(figure, scale, config, seed, shard, device, population, paired, betas, gammas,
-                      lambda task: _max_update_runs(task, seed, paired=paired, schedule=schedule, extra=best_losses,
-                                                      progress=progress),
+                      lambda task, timer: _max_update_runs(task, timer, seed, paired=paired, schedule=schedule,
+                                                           extra=best_losses, progress=progress),
                       data=data)
 
 
@@ -296,4 +302,5 @@ def fig12(scale="auto", *, seed=0, device=None, shard=None, population="auto", p
         return annealed(lr=config["lr"], beta=beta, gamma=gamma)
 
     return _run_sweep("fig12", scale, config, seed, shard, device, population, paired, betas, gammas,
-                      lambda task: _max_update_runs(task, seed, paired=paired, schedule=schedule, progress=progress))
+                      lambda task, timer: _max_update_runs(task, timer, seed, paired=paired, schedule=schedule,
+                                                           progress=progress))
