@@ -9,7 +9,7 @@ import torch
 
 from kadam_edu import bounds, experiments
 from kadam_edu.experiments import common, edge_of_stability, kadam_cifar, merge, noise, stability
-from kadam_edu.experiments.common import AUTO_MEMBERS, check_population, chunks, member_bytes, population_size
+from kadam_edu.experiments.common import AUTO_MEMBERS, AUTO_MEMBERS_CPU, check_population, chunks, member_bytes, population_size
 from kadam_edu.experiments.edge_of_stability import eos
 from kadam_edu.experiments.kadam_cifar import fig2
 from kadam_edu.experiments.noise import batch_scaling
@@ -106,10 +106,13 @@ def test_experiments_that_train_one_model_at_a_time_accept_and_drop_population(n
         experiments.reproduce("fig4", "smoke", population=0, progress=False)
 
 
-def test_auto_is_one_off_cuda_and_an_int_is_taken_as_given():
+def test_auto_off_cuda_is_the_measured_size_per_model_and_an_int_is_taken_as_given():
     cpu = torch.device("cpu")
     assert check_population("auto") == "auto" and check_population(np.int64(3)) == 3
-    assert population_size("auto", cpu, bytes_per_member=1) == 1
+    assert population_size("auto", cpu, bytes_per_member=1) == 1  # no model named
+    # off CUDA: what benchmarks/sweep_throughput.py measured fastest on 2 CPU cores
+    assert population_size("auto", cpu, bytes_per_member=1, model=gpt_config("cpu")) == AUTO_MEMBERS_CPU["gpt"] == 4
+    assert population_size("auto", cpu, bytes_per_member=1, model=cnn_config("cpu")) == AUTO_MEMBERS_CPU["cnn"] == 1
     assert population_size(5, cpu, bytes_per_member=1) == 5
     assert AUTO_MEMBERS > 1
 

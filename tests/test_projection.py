@@ -6,6 +6,8 @@ import re
 import numpy as np
 import pytest
 
+from kadam_edu.experiments.common import AUTO_MEMBERS_CPU
+
 from kadam_edu import experiments
 from kadam_edu.experiments.common import step_timer
 from kadam_edu.scale import StepTimer, device_name
@@ -85,7 +87,7 @@ def test_a_sweep_projects_its_own_shard_and_populations(kwargs, timers, capsys):
     r = experiments.reproduce("fig1", "smoke", progress=False, **kwargs)
     (timer,) = timers
     assert timer.ticks == timer.steps
-    populations = -(-len(r.points) // kwargs.get("population", 1))
+    populations = -(-len(r.points) // kwargs.get("population", AUTO_MEMBERS_CPU["gpt"]))  # "auto" off CUDA
     assert timer.steps == r.config["steps"] * populations
     assert len(projection_lines(capsys.readouterr().out)) == 1
 
@@ -100,9 +102,9 @@ def test_fig7_counts_every_gradient_evaluation_of_both_trajectories(method, time
 
 def test_a_long_run_prints_its_projection_with_progress_bars_off(timers, capsys):
     timers.slow(10.0)  # every step 10 s: the default threshold (30 s) is passed
-    experiments.reproduce("fig3", "smoke", progress=False)
+    experiments.reproduce("fig3", "smoke", progress=False, population=1)
     lines = projection_lines(capsys.readouterr().out)
-    assert timers[0].steps == 2 * 30  # two points of 30 steps: 600 s
+    assert timers[0].steps == 2 * 30  # two points of 30 steps, one at a time: 600 s
     assert lines == [f"fig3 at smoke scale: about 10 min on {device_name('cpu')}, measured over 10 steps"]
 
 

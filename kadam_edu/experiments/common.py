@@ -24,7 +24,7 @@ from kadam_edu.validate import Check, Choice, Dict, Int, Real
 __all__ = ["Presets", "PRESETS", "CHAR_SPEC", "settings_for", "char_gpt_run", "char_gpt_population_run", "sweep",
            "point_summary", "point_seed", "run_seed", "finite_log_slope", "check_model_overrides",
            "check_population", "population_size", "member_bytes", "chunks", "shard_chunks", "stacked_batches",
-           "step_timer", "AUTO_MEMBERS"]
+           "step_timer", "AUTO_MEMBERS", "AUTO_MEMBERS_CPU"]
 
 #: Every experiment's :class:`Presets`, by figure name (filled in as the experiment modules load).
 PRESETS: dict[str, Presets] = {}
@@ -88,10 +88,15 @@ def check_model_overrides(config: dict, model_key: str = "model", builder=gpt_co
 #: Members per population that ``population="auto"`` takes on a CUDA device (fewer where the
 #: models would not fit, see :func:`population_size`). An ESTIMATE, not measured until
 #: ``benchmarks/sweep_throughput.py`` runs on a GPU: a small model trained alone is launch-bound
-#: there, so batching members should pay until the kernels fill the device. Off CUDA "auto" is 1:
-#: with 1 thread that benchmark measured populations at 0.82-1.02x (char GPT) and 0.53-1.02x
-#: (CNN) of the sequential loop on a CPU.
+#: there, so batching members should pay until the kernels fill the device.
 AUTO_MEMBERS = 32
+
+#: Members per population that ``population="auto"`` takes off CUDA, by model. Measured with
+#: ``OMP_NUM_THREADS=2 python benchmarks/sweep_throughput.py`` on the project's 2-core CPU
+#: machine (idle, torch 2.13.0+cpu), population / sequential member-steps per second: cpu-scale
+#: char GPT 0.88x (E=1), 1.55x (4), 1.31x (8), 1.13x (24); cpu-scale CNN 0.97x, 0.84x, 0.54x,
+#: 0.47x. So 4 for the GPT, and the CNN one model at a time.
+AUTO_MEMBERS_CPU = {"gpt": 4, "cnn": 1}
 
 
 def check_population(population) -> int | str:
@@ -128,15 +133,19 @@ def member_bytes(config: GPTConfig | CNNConfig, batch_size: int) -> int:
     return 4 * (activations + 6 * params)
 
 
-def population_size(population, device: torch.device, *, bytes_per_member: int) -> int:
-    """Members per population: ``population`` when it is an int; for "auto" 1 off CUDA, and on
-    CUDA :data:`AUTO_MEMBERS`, fewer when that many members of ``bytes_per_member``
+def population_size(population, device: torch.device, *, bytes_per_member: int,
+                    model: GPTConfig | CNNConfig | None = None) -> int:
+    """Members per population: ``population`` when it is an int; for "auto" off CUDA
+    :data:`AUTO_MEMBERS_CPU` of ``model``'s kind (1 when no model is named), and on CUDA
+    :data:`AUTO_MEMBERS`, fewer when that many members of ``bytes_per_member``
     (:func:`member_bytes`) would take more than half of the device's memory."""
     population = check_population(population)
     if population != "auto":
         return population
     if device.type != "cuda":
-        return 1
+        if model is None:
+            return 1
+        return AUTO_MEMBERS_CPU["gpt" if isinstance(model, GPTConfig) else "cnn"]
     budget = torch.cuda.get_device_properties(device).total_memory // 2
     return max(1, min(AUTO_MEMBERS, budget // max(1, bytes_per_member)))
 

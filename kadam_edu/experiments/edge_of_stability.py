@@ -144,7 +144,8 @@ def eos(scale="auto", *, seed=0, device=None, shard=None, population="auto", pro
     runs = [(lr, "full-batch") for lr in config["lrs"]] + [(lr, "minibatch") for lr in config["minibatch_lrs"]]
     gamma, beta = float(config["gamma"]), float(config["beta"])
     every, steps = config["measure_every"], config["steps"]
-    members = population_size(population, device, bytes_per_member=member_bytes(task.gpt, config["batch_size"]))
+    members = population_size(population, device, bytes_per_member=member_bytes(task.gpt, config["batch_size"]),
+                              model=task.gpt)
     populations = shard_chunks(len(runs), shard, members)
     timer = step_timer("eos", scale, steps=steps * len(populations), device=device,
                        note="training steps only: the Lanczos measurements come on top")

@@ -371,7 +371,8 @@ def fig2(scale="auto", *, seed=0, device=None, shard=None, population="auto", pa
         raise ValueError(f"warmup_epochs={config['warmup_epochs']} leaves no steps after warmup")
     configs = sweep_configs(config)
     beta, gamma = config["beta"], config["gamma"]
-    members = population_size(population, device, bytes_per_member=member_bytes(model_cfg, config["batch_size"]))
+    members = population_size(population, device, bytes_per_member=member_bytes(model_cfg, config["batch_size"]),
+                              model=model_cfg)
     populations = shard_chunks(len(configs), shard, members, key=lambda i: configs[i]["k"])  # as sweep() cuts them
     timer = step_timer("fig2", scale, steps=total * len(populations), device=device)  # evaluations come on top
 

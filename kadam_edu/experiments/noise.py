@@ -296,7 +296,8 @@ def batch_scaling(scale="auto", *, seed=0, device=None, population="auto", progr
     if config.get("floor_seed") is not None:
         jobs.append(dict(rule="floor", kappa=1, hp=RULES["sqrt"](1, **base), seed=config["floor_seed"],
                          desc="kappa=1, second seed"))
-    members = population_size(population, device, bytes_per_member=member_bytes(gpt, base_batch * max(kappas)))
+    members = population_size(population, device, bytes_per_member=member_bytes(gpt, base_batch * max(kappas)),
+                              model=gpt)
 
     def curve(rec, kappa, steps):
         loss = np.full(evals, np.nan)  # a diverged run stops early: its missing points stay NaN

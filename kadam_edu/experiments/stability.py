@@ -154,7 +154,8 @@ def _run_sweep(figure, scale, config, seed, shard, device, population, paired, b
     """Build the char task and sweep the points with ``make_runs(task, timer)`` (:func:`_max_update_runs`),
     ``population`` at a time; ``timer`` projects the shard's steps (``steps`` per population)."""
     task = CharTask(config, device)
-    members = population_size(population, device, bytes_per_member=member_bytes(task.gpt, config["batch_size"]))
+    members = population_size(population, device, bytes_per_member=member_bytes(task.gpt, config["batch_size"]),
+                              model=task.gpt)
     populations = shard_chunks(len(betas), shard, members)
     run_point, run_population = make_runs(task, step_timer(figure, scale, steps=config["steps"] * len(populations),
                                                            device=device))
