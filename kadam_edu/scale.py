@@ -20,7 +20,8 @@ import numbers
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -198,3 +199,27 @@ class StepTimer:
             return batch_fn(*args, **kwargs)
 
         return timed
+
+
+#: The float32 arithmetic an experiment runs with on CUDA (no effect on a CPU, which has no TF32):
+#: "exact" (TF32 off for matmuls and cuDNN convolutions) for every run whose max-update or
+#: weight norms the book analyses: Eq. 5 and the exact discrete bound hold for true float32
+#: arithmetic with eps -> 0, and TF32's 10-bit mantissa would blur the near-zero gradients that
+#: set the max-update; "tf32" (TF32 on) only where the chapter's quantity is a loss or an accuracy.
+#: bf16 autocast is used nowhere: its effect on the book's conclusions has not been measured.
+PRECISIONS = ("exact", "tf32")
+
+
+@contextmanager
+def float32_precision(precision: str = "exact") -> Iterator[None]:
+    """Run the body with CUDA matmuls and cuDNN convolutions in full float32 ("exact") or TF32
+    ("tf32"); the previous settings are restored afterwards, also after an error."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn

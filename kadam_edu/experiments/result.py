@@ -64,6 +64,8 @@ def provenance(*, scale: str, device: torch.device, seed: int, shard: tuple[int,
         "git_commit": _git_commit(),
         "seed": seed,
         "shard": None if shard is None else list(shard),
+        # TF32 in CUDA matmuls / cuDNN convolutions (kadam_edu.scale.float32_precision); a CPU has none
+        "tf32": device.type == "cuda" and bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
