@@ -96,8 +96,24 @@ def _a(text: str) -> str:
     return ("an " if text[0] in "aeiou" else "a ") + text
 
 
+class _Worded(Check):
+    """A check whose description is built by ``_words(plural)``: "an int >= 2", "ints >= 2"."""
+
+    @abstractmethod
+    def _words(self, plural: bool) -> str:
+        """The rule in words, singular or plural (each subclass words its own)."""
+
+    @property
+    def noun(self) -> str:
+        return _a(self._words(False))
+
+    @property
+    def nouns(self) -> str:
+        return self._words(True)
+
+
 @dataclass(frozen=True)
-class Int(Check):
+class Int(_Worded):
     """An int (not a bool, not a float such as 2.0) in [lo, hi]; None leaves a side open."""
 
     lo: int | None = None
@@ -115,14 +131,6 @@ class Int(Check):
         else:
             text = f"int{s} in [{lo}, {hi}]"
         return text + _suffix(self.meaning)
-
-    @property
-    def noun(self) -> str:
-        return _a(self._words(False))
-
-    @property
-    def nouns(self) -> str:
-        return self._words(True)
 
     def __call__(self, name: str, value) -> int:
         if not _is_int(value) or (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
@@ -147,7 +155,7 @@ class Seed(Int):
 
 
 @dataclass(frozen=True)
-class Real(Check):
+class Real(_Worded):
     """A real number (an int or float, not a bool, never NaN) with optional bounds.
 
     lo / hi: bounds (None: open to -inf / +inf); lo_open / hi_open: exclude the bound itself.
@@ -174,14 +182,6 @@ class Real(Check):
             elif hi is not None:
                 text += f" {'<' if self.hi_open else '<='} {hi:g}"
         return text + _suffix(self.meaning)
-
-    @property
-    def noun(self) -> str:
-        return _a(self._words(False))
-
-    @property
-    def nouns(self) -> str:
-        return self._words(True)
 
     def __call__(self, name: str, value):
         if not _is_real(value):
