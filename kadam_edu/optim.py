@@ -374,9 +374,19 @@ def _check_fusable(group: dict, members: int | None) -> None:
 # ---------------------------------------------------------------------------
 
 
-def bias_correction(n: int, level: Level) -> float:
-    """c_n = sqrt(1 - beta^(n+1)) / (1 - gamma^(n+1)) for step n = 0, 1, ... (Eq. 1, App. D)."""
-    return math.sqrt(1.0 - level.beta ** (n + 1)) / (1.0 - level.gamma ** (n + 1))
+def bias_correction(n, *, beta, gamma):
+    """c_n = sqrt(1 - beta^(n+1)) / (1 - gamma^(n+1)) at step n = 0, 1, ... (Eq. 1, App. D).
+
+    The one definition of Adam's bias correction. ``n``: an int, or a real n > -1 (continuous time,
+    Eq. 3: n = t / eta^p), a numpy array or a tensor;
+    ``beta``, ``gamma``: numbers or arrays/tensors broadcasting against ``n``. Python numbers in,
+    a float out, computed as Algorithm 1 computes it; arrays in, an array out (same formula).
+    """
+    if isinstance(n, Tensor) or isinstance(beta, Tensor) or isinstance(gamma, Tensor):
+        return torch.sqrt(1 - beta ** (n + 1)) / (1 - gamma ** (n + 1))
+    if isinstance(n, np.ndarray) or isinstance(beta, np.ndarray) or isinstance(gamma, np.ndarray):
+        return np.sqrt(1.0 - np.asarray(beta, dtype=float) ** (n + 1)) / (1.0 - np.asarray(gamma, dtype=float) ** (n + 1))
+    return math.sqrt(1.0 - beta ** (n + 1)) / (1.0 - gamma ** (n + 1))
 
 
 class _Coefficients(NamedTuple):
@@ -399,12 +409,12 @@ def _coefficients(gamma, beta, step, like: Tensor) -> _Coefficients:
     """Floats when gamma, beta and step are numbers (as Algorithm 1 computes them); otherwise
     tensors on ``like``'s device, computed in float64 and cast to ``like``'s dtype."""
     if not isinstance(gamma, Tensor) and not isinstance(beta, Tensor) and not isinstance(step, Tensor):
-        return _Coefficients(1 - gamma, beta, 1 - beta, bias_correction(step, Level(gamma, beta)))
+        return _Coefficients(1 - gamma, beta, 1 - beta, bias_correction(step, beta=beta, gamma=gamma))
     wide = _wide_dtype(like.device)
     g = torch.as_tensor(gamma, dtype=wide, device=like.device)
     b = torch.as_tensor(beta, dtype=wide, device=like.device)
     e = step.to(device=like.device, dtype=wide) + 1 if isinstance(step, Tensor) else step + 1
-    c = torch.sqrt(1 - b**e) / (1 - g**e)
+    c = bias_correction(e - 1, beta=b, gamma=g)
     return _Coefficients(*(t.to(like.dtype) for t in (1 - g, b, 1 - b, c)))
 
 

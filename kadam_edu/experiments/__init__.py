@@ -59,7 +59,8 @@ class Figure:
     name: the registry key, the ``Result.figure`` of its result and its plot's key in
     ``kadam_edu.plots.PLOTTERS``; attr: the function's name in ``module`` when it differs from
     ``name``. kind: "paper" (a figure of the paper) or "book" (an experiment the book adds, used
-    in ``chapter``). sweep: whether it takes ``shard``. cost: measured wall time per scale on the
+    in ``chapter``). plot: the name of its plot function in ``kadam_edu.plots`` when it differs
+    from ``name`` (:meth:`plotter`). sweep: whether it takes ``shard``. cost: measured wall time per scale on the
     machine named in :data:`COST_MACHINE` (smoke and cpu; the gpu and paper scales: :func:`estimate`).
     precision: the float32 arithmetic :func:`reproduce` runs it with on CUDA
     (:data:`kadam_edu.scale.PRECISIONS`): "exact" (TF32 off) wherever a max-update or a norm is
@@ -75,6 +76,7 @@ class Figure:
     chapter: int | None = None
     attr: str | None = None
     precision: str = "exact"
+    plot: str | None = None
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -84,6 +86,11 @@ class Figure:
 
     def function(self):
         return getattr(importlib.import_module(f"kadam_edu.experiments.{self.module}"), self.attr or self.name)
+
+    def plotter(self):
+        """The figure's plot function: ``kadam_edu.plots.<plot>`` (``plot`` defaults to ``name``);
+        it takes the :class:`Result` and returns a matplotlib Figure."""
+        return getattr(importlib.import_module("kadam_edu.plots"), self.plot or self.name)
 
     @property
     def label(self) -> str:
