@@ -7,7 +7,7 @@ machine whose speed drifts.
 
 A k-Adam step must read g, theta, m_i, v_i and write theta, m_i, v_i: (3 + 4k) passes over
 parameter-sized buffers, 7 for k = 1, the same as Adam. torch.optim.Adam(fused=True) makes
-exactly those passes, so it is the anchor for the fused kernel (``kadam_edu.fused``), whose
+exactly those passes, so it is the anchor for the fused kernel (``kadam_edu.optim.fused``), whose
 targets are k = 1: <= 1.25x, k = 2: <= 2.3x, k = 3: <= 3.4x its time. The floor for k levels
 is a copy of (3 + 4k)/2 parameter-sized buffers (the same bytes, no arithmetic).
 
@@ -29,7 +29,7 @@ import time
 import torch
 
 from kadam_edu import KAdam, kadam_levels
-from kadam_edu.fused import FlatKAdam
+from kadam_edu.optim import FlatKAdam
 
 ANCHOR = "torch Adam fused=True"
 FUSED_TARGETS = {1: 1.25, 2: 2.3, 3: 3.4}  # fused k-Adam / torch Adam(fused=True)
@@ -63,10 +63,10 @@ def sync(device):
 
 
 def kadam_runs_fused(device) -> bool:
-    """Whether ``KAdam(fused=True)`` exists and runs the kernel of ``kadam_edu.fused`` (its
+    """Whether ``KAdam(fused=True)`` exists and runs the kernel of ``kadam_edu.optim.fused`` (its
     parameters end up in one flat buffer)."""
     if "fused" not in inspect.signature(KAdam.__init__).parameters:
-        print("KAdam has no fused argument yet; calling kadam_edu.fused directly")
+        print("KAdam has no fused argument yet; calling kadam_edu.optim.fused directly")
         return False
     params = [torch.nn.Parameter(p.detach().double()) for p in make_params([(3, 2), (4,)], device)]
     for p in params:  # float64: the probe does not compile (and so hide) the float32 kernels timed below
@@ -74,10 +74,10 @@ def kadam_runs_fused(device) -> bool:
     try:
         KAdam(params, fused=True).step()
     except (TypeError, ValueError, NotImplementedError) as err:
-        print(f"KAdam(fused=True) unusable ({type(err).__name__}: {err}); calling kadam_edu.fused directly")
+        print(f"KAdam(fused=True) unusable ({type(err).__name__}: {err}); calling kadam_edu.optim.fused directly")
         return False
     if len({p.untyped_storage().data_ptr() for p in params}) > 1:
-        print("KAdam(fused=True) does not run kadam_edu.fused yet; calling kadam_edu.fused directly")
+        print("KAdam(fused=True) does not run kadam_edu.optim.fused yet; calling kadam_edu.optim.fused directly")
         return False
     return True
 
@@ -131,7 +131,7 @@ def main(argv=None):
 
             contenders[f"KAdam k={k} foreach={foreach}"] = step
     via_kadam = kadam_runs_fused(device)
-    route = "KAdam(fused=True)" if via_kadam else "kadam_edu.fused.FlatKAdam"
+    route = "KAdam(fused=True)" if via_kadam else "kadam_edu.optim.fused.FlatKAdam"
     compile_s = {}
     for k in (1, 2, 3):
         contenders[f"fused k={k}"], compile_s[k] = fused_step(make_params(shapes, device), k, via_kadam, device)

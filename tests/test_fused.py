@@ -1,4 +1,4 @@
-"""The fused k-Adam kernel (kadam_edu.fused) against KAdam's single-tensor path (Algorithm 1).
+"""The fused k-Adam kernel (kadam_edu.optim.fused) against KAdam's single-tensor path (Algorithm 1).
 
 Every (device, dtype, k) compiles once per process (seconds each on 2 cores), so the tests
 share a few: float64 and float32 with k = 1, 2, 3. The second half runs the kernel through
@@ -15,9 +15,8 @@ import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
 from kadam_edu import KAdam, Level, kadam_levels
-from kadam_edu import fused
-from kadam_edu.fused import FlatKAdam
-from kadam_edu.optim import SparseGradientError
+from kadam_edu.optim import SparseGradientError, fused
+from kadam_edu.optim.fused import FlatKAdam
 
 from test_adaptive_normalization import HostSyncCounter  # tests/ is on sys.path (no __init__.py)
 

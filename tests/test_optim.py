@@ -2,6 +2,8 @@
 
 import io
 import math
+import pickle
+import zipfile
 
 import numpy as np
 import pytest
@@ -296,6 +298,22 @@ def test_explicit_levels_survive_the_safe_loader():
     fresh.load_state_dict(saved)
 
 
+def test_level_pickles_under_its_public_path():
+    """A checkpoint names Level kadam_edu.optim.Level, the path it had before optim became a package,
+    so checkpoints written then (and now) load with the safe loader."""
+    # pickle.dumps({"levels": [Level(0.9, 0.999)]}, protocol=2) by the old module kadam_edu/optim.py
+    old = (b"\x80\x02}q\x00X\x06\x00\x00\x00levelsq\x01]q\x02ckadam_edu.optim\nLevel\nq\x03"
+           b"G?\xec\xcc\xcc\xcc\xcc\xcc\xcdG?\xef\xf7\xce\xd9\x16\x87+\x86q\x04\x81q\x05as.")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:  # torch.save's layout: archive/data.pkl, byteorder, version
+        z.writestr("archive/data.pkl", old)
+        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/version", "3\n")
+    buf.seek(0)
+    assert torch.load(buf, weights_only=True) == {"levels": [Level(0.9, 0.999)]}
+    assert pickle.dumps({"levels": [Level(0.9, 0.999)]}, protocol=2) == old  # torch.save's protocol
+
+
 def test_changing_k_after_state_exists_is_refused():
     model = small_model()
     opt = KAdam(model.parameters(), k=1)
@@ -429,6 +447,33 @@ def test_bad_input_is_refused_with_a_clear_message(kwargs, message):
 def test_kadam_levels_bad_input(args, message):
     with pytest.raises(ValueError, match=message):
         kadam_levels(**args)
+
+
+def test_check_levels_is_the_public_level_check():
+    """check_levels (for other modules: assignments) returns Levels of floats, or names the bad level."""
+    from kadam_edu.optim import check_levels
+
+    checked = check_levels((Level(gamma=np.float64(0.9), beta=0.999), Level(gamma=0, beta=0.5)))
+    assert checked == [Level(0.9, 0.999), Level(0.0, 0.5)]
+    assert all(type(x) is float for lvl in checked for x in lvl)
+    for levels, message in [
+        ([], "levels must be a non-empty list"),
+        (Level(0.9, 0.999), "levels must be a non-empty list"),
+        ([Level(0.9, 0.999), (0.9, 0.999)], r"levels\[1\] must be a kadam_edu.Level"),
+        ([Level(0.9, 1.0)], r"levels\[0\].beta must lie in \(0, 1\)"),
+        ([Level(float("nan"), 0.9)], r"levels\[0\].gamma must be a real number"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            check_levels(levels)
+
+
+@pytest.mark.parametrize("strategy", [["exp"], {"exp": 1}, None])
+def test_a_strategy_that_is_not_a_name_is_a_value_error(strategy):
+    """An unhashable strategy was a TypeError from the dict lookup; it is bad input like any other."""
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        KAdam(small_model().parameters(), k=2, strategy=strategy)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        kadam_levels(2, strategy=strategy)
 
 
 def test_bad_param_group_is_refused():

@@ -32,13 +32,15 @@ calls it in ``step()``; by hand::
 
 from __future__ import annotations
 
-import math
-import numbers
 import types
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+
+from kadam_edu import validate
+from kadam_edu.optim.functional import bias_correction
+from kadam_edu.optim.levels import _check_beta, _check_coupled, _check_gamma, _check_k
 
 __all__ = ["FlatKAdam", "FUSED_DTYPES"]
 
@@ -86,10 +88,10 @@ def _kadam_flat(theta: Tensor, grad: Tensor, m: list[Tensor], v: list[Tensor], h
 def _hyper(levels: list[tuple[float, float]], n: int, lr: float, weight_decay: float, coupled: bool,
            eps: float) -> list[float]:
     """The scalars of step n for :func:`_kadam_flat`, in float64 exactly as the single-tensor path
-    forms them; ``c_i = sqrt(1 - beta_i^(n+1)) / (1 - gamma_i^(n+1))`` (Eq. 1, App. D)."""
+    forms them; ``c_i`` is :func:`~kadam_edu.optim.bias_correction` (Eq. 1, App. D)."""
     out = [lr, weight_decay if coupled else 0.0, 0.0 if coupled else weight_decay, eps]
     for gamma, beta in levels:
-        out += [math.sqrt(1.0 - beta ** (n + 1)) / (1.0 - gamma ** (n + 1)), 1 - gamma, beta, 1 - beta]
+        out += [bias_correction(n, beta=beta, gamma=gamma), 1 - gamma, beta, 1 - beta]
     return out
 
 
@@ -126,28 +128,19 @@ def _run_kernel(theta, grad, m, v, hyper) -> Tensor:
     return out
 
 
-def _check_fraction(name: str, value, low_open: bool) -> float:
-    allowed = "in (0, 1)" if low_open else "in [0, 1)"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number {allowed}; got {value!r}")
-    x = float(value)
-    if not (0.0 < x < 1.0 if low_open else 0.0 <= x < 1.0):
-        raise ValueError(f"{name} must lie {allowed}; got {value!r}")
-    return x
+_NONNEGATIVE = validate.Real(0.0)
+_NONNEGATIVE_OR_TENSOR = validate.Real(0.0, meaning="or a 1-element floating-point tensor")
 
 
-def _check_nonneg(name: str, value, tensor_ok: bool = False) -> float | Tensor:
-    """A Python number >= 0, or (where ``tensor_ok``) a 1-element floating-point tensor, whose
+def _check_nonnegative(name: str, value, tensor_ok: bool = False) -> float | Tensor:
+    """A finite real number >= 0, or (where ``tensor_ok``) a 1-element floating-point tensor, whose
     value is not read (that would synchronise)."""
     if tensor_ok and isinstance(value, Tensor):
         if value.numel() != 1 or not value.is_floating_point():
             raise ValueError(f"{name} as a tensor must hold one floating-point value; got {value.dtype} "
                              f"of shape {tuple(value.shape)}")
         return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < math.inf:
-        allowed = "a finite real number >= 0" + (" or a 1-element tensor" if tensor_ok else "")
-        raise ValueError(f"{name} must be {allowed}; got {value!r}")
-    return float(value)
+    return float((_NONNEGATIVE_OR_TENSOR if tensor_ok else _NONNEGATIVE)(name, value))
 
 
 class FlatKAdam:
@@ -174,8 +167,7 @@ class FlatKAdam:
     def __init__(self, params: Sequence[Tensor], k: int):
         if isinstance(params, Tensor) or not isinstance(params, Sequence) or len(params) == 0:
             raise ValueError(f"params must be a non-empty list of tensors; got {params!r}")
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"k must be a positive int (the number of levels); got {k!r}")
+        k = _check_k(k)
         for j, p in enumerate(params):
             if not isinstance(p, Tensor):
                 raise ValueError(f"params[{j}] must be a tensor; got {type(p).__name__}")
@@ -194,7 +186,7 @@ class FlatKAdam:
             raise ValueError("params must not hold the same tensor twice")
 
         self.params = tuple(params)
-        self.k = int(k)
+        self.k = k
         self.device, self.dtype = device, dtype
         bounds, n = [], 0
         for p in self.params:
@@ -308,12 +300,10 @@ class FlatKAdam:
         for i, level in enumerate(levels):
             if not isinstance(level, tuple) or len(level) != 2:
                 raise ValueError(f"levels[{i}] must be a Level(gamma, beta) tuple; got {level!r}")
-            pairs.append((_check_fraction(f"levels[{i}].gamma", level[0], low_open=False),
-                          _check_fraction(f"levels[{i}].beta", level[1], low_open=True)))
-        if not isinstance(coupled, bool):
-            raise ValueError(f"coupled must be True (Adam, L2) or False (AdamW, decoupled); got {coupled!r}")
-        return (pairs, _check_nonneg("lr", lr, tensor_ok=True),
-                _check_nonneg("weight_decay", weight_decay, tensor_ok=True), _check_nonneg("eps", eps))
+            pairs.append((_check_gamma(level[0], f"levels[{i}].gamma"), _check_beta(level[1], f"levels[{i}].beta")))
+        _check_coupled(coupled)
+        return (pairs, _check_nonnegative("lr", lr, tensor_ok=True),
+                _check_nonnegative("weight_decay", weight_decay, tensor_ok=True), _check_nonnegative("eps", eps))
 
     def _check(self, j: int, p: Tensor, state) -> None:
         if not isinstance(state, dict):
@@ -327,9 +317,7 @@ class FlatKAdam:
         if p.grad is not None and p.grad.is_sparse:
             raise ValueError(f"parameter {j} has a sparse gradient; fused k-Adam needs dense gradients")
         if state:
-            n = state.get("step")
-            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-                raise ValueError(f"states[{j}]['step'] must be an int >= 0; got {n!r}")
+            validate.integer(f"states[{j}]['step']", state.get("step"), lo=0)
             for name in ("m", "v"):
                 bufs = state.get(name)
                 if not isinstance(bufs, Sequence) or len(bufs) != self.k or any(
