@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from kadam_edu.optim import KAdam, _check_beta, _check_gamma, _check_real
+from kadam_edu import optim, validate
+from kadam_edu.optim import KAdam
 
 __all__ = [
     "ema_rate",
@@ -61,32 +62,11 @@ METHODS = ("euler", "exp")
 FIRST_WINDOW_REFINEMENT = 8
 
 
-# --------------------------------------------------------------------------- validation
-def _check_positive(name: str, value, allowed: str = "> 0") -> float:
-    v = _check_real(name, value, allowed)
-    if not v > 0 or math.isinf(v):
-        raise ValueError(f"{name} must be finite and {allowed}; got {value!r}")
-    return v
-
-
-def _check_decay(alpha) -> float:
-    v = _check_real("alpha", alpha, "in (0, 1) (a moving-average decay)")
-    if not 0.0 < v < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1) (a moving-average decay); got {alpha!r}")
-    return v
-
-
-def _check_count(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return int(value)
-
-
 # --------------------------------------------------------------------------- kernels (Eq. 2-3)
 def ema_rate(alpha: float, *, lr: float, p: float = 1.0) -> float:
     """a_alpha = (1 - alpha) / (eta^p alpha): the decay rate of K_alpha in Eq. 3 (per unit of t)."""
-    alpha = _check_decay(alpha)
-    lr, p = _check_positive("lr", lr), _check_positive("p", p)
+    alpha = validate.decay("alpha", alpha, meaning="a moving-average decay")
+    lr, p = validate.positive_real("lr", lr), validate.positive_real("p", p)
     return (1.0 - alpha) / (lr**p * alpha)
 
 
@@ -103,11 +83,12 @@ def kernel(tau, t, alpha: float, *, lr: float, p: float = 1.0):
 
 
 def bias_correction(t, *, beta: float, gamma: float, lr: float, p: float = 1.0):
-    """sqrt(1 - beta^(1 + t/eta^p)) / (1 - gamma^(1 + t/eta^p)) (Eq. 3); at t = t_n it is Eq. 1's."""
-    beta, gamma = _check_beta(beta), _check_gamma(gamma)
-    steps = 1.0 + np.asarray(t, dtype=float) / _check_positive("lr", lr) ** _check_positive("p", p)
-    out = np.sqrt(-np.expm1(steps * np.log(beta))) / (1.0 - gamma**steps)
-    return out if out.ndim else float(out)
+    """sqrt(1 - beta^(1 + t/eta^p)) / (1 - gamma^(1 + t/eta^p)) (Eq. 3): Eq. 1's
+    :func:`kadam_edu.optim.bias_correction` at the real step n = t / eta^p (t: a float or an array)."""
+    beta, gamma = validate.second_moment_decay("beta", beta), validate.first_moment_decay("gamma", gamma)
+    n = np.asarray(t, dtype=float) / validate.positive_real("lr", lr) ** validate.positive_real("p", p)
+    out = optim.bias_correction(n, beta=beta, gamma=gamma)
+    return out if np.ndim(out) else float(out)
 
 
 def _ema_coefficients(a: float, h: float) -> tuple[float, float, float]:
@@ -145,6 +126,7 @@ def continuous_ema(x, alpha: float, *, lr: float, p: float = 1.0):
 
 def continuous_update(g, *, beta: float, gamma: float, lr: float, p: float = 1.0, eps: float = 0.0):
     """u(t_n) of Eq. 3 for sampled gradients ``g`` [N, ...]: bias correction x m / (sqrt(v) + eps)."""
+    beta, gamma = validate.second_moment_decay("beta", beta), validate.first_moment_decay("gamma", gamma)
     m = continuous_ema(g, gamma, lr=lr, p=p) if gamma > 0 else g
     v = continuous_ema(g**2, beta, lr=lr, p=p)
     n = np.arange(len(g)) * lr**p
@@ -232,13 +214,15 @@ class Trajectory:
 
 
 def _check_common(steps, lr, beta, gamma, weight_decay, p):
-    steps = _check_count("steps", steps, 0)
-    lr = _check_positive("lr", lr)
-    beta, gamma = _check_beta(beta), _check_gamma(gamma)
-    wd = _check_real("weight_decay", weight_decay, ">= 0")
-    if wd < 0:
-        raise ValueError(f"weight_decay must be >= 0; got {weight_decay!r}")
-    return steps, lr, beta, gamma, wd, _check_positive("p", p)
+    """The arguments :func:`solve_adam_ode` and :func:`discrete_adam_trajectory` share."""
+    return (
+        validate.integer("steps", steps, lo=0),
+        validate.positive_real("lr", lr),
+        validate.second_moment_decay("beta", beta),
+        validate.first_moment_decay("gamma", gamma),
+        validate.real("weight_decay", weight_decay, lo=0),
+        validate.positive_real("p", p),
+    )
 
 
 # --------------------------------------------------------------------------- Eq. 4
@@ -284,14 +268,10 @@ def solve_adam_ode(
     Returns a :class:`Trajectory` with ``theta`` [steps + 1, R] at t_n = n eta^p.
     """
     steps, lr, beta, gamma, wd, p = _check_common(steps, lr, beta, gamma, weight_decay, p)
-    substeps = _check_count("substeps", substeps, 1)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    if not isinstance(coupled, bool):
-        raise ValueError(f"coupled must be True or False; got {coupled!r}")
-    eps = _check_real("eps", eps, ">= 0")
-    if eps < 0:
-        raise ValueError(f"eps must be >= 0; got {eps!r}")
+    substeps = validate.positive_int("substeps", substeps)
+    method = validate.choice("method", method, METHODS)
+    coupled = validate.boolean("coupled", coupled)
+    eps = validate.real("eps", eps, lo=0)
     prob = _FlatProblem(model, loss_fn)
     idx = _record_index(record, prob.theta0.numel())
 
@@ -305,8 +285,7 @@ def solve_adam_ode(
         return g + wd * theta if coupled else g
 
     def update(m, v, t):
-        c = math.sqrt(-math.expm1((1.0 + t / T) * math.log(beta))) / (1.0 - gamma ** (1.0 + t / T))
-        return c * m / (v.sqrt() + eps)
+        return optim.bias_correction(t / T, beta=beta, gamma=gamma) * m / (v.sqrt() + eps)
 
     def first_moment_window(g, a):  # the starting window [-eta^p, 0] (module docstring)
         return -math.expm1(-a * T) * g if math.isfinite(a) else g
@@ -440,7 +419,7 @@ def update_terms(W, *, lr: float, weight_decay: float = 0.0):
     W_{n+1} = W_n - eta (u_W,n + lam W_n), so u_W,n = (W_n - W_{n+1}) / eta - lam W_n.
     Returns two float64 arrays of length N.
     """
-    lr = _check_positive("lr", lr)
+    lr = validate.positive_real("lr", lr)
     W = torch.as_tensor(W, dtype=torch.float64)
     if W.ndim != 2 or W.shape[0] < 2:
         raise ValueError(f"W must be [steps + 1, R] with at least two steps recorded; got shape {tuple(W.shape)}")
@@ -514,9 +493,9 @@ def orthogonal_norm_dynamics(phi0: float, u_sq, *, lr: float, weight_decay: floa
     weight_decay: lam >= 0 (decoupled, per unit of t, as in Eq. 4), with eta lam < 1.
     Returns a :class:`NormDynamics`.
     """
-    phi0 = _check_positive("phi0", phi0, "> 0 (the squared norm ||W_0||^2)")
-    lr = _check_positive("lr", lr)
-    lam = _check_real("weight_decay", weight_decay, ">= 0")
+    phi0 = validate.positive_real("phi0", phi0, meaning="the squared norm ||W_0||^2")
+    lr = validate.positive_real("lr", lr)
+    lam = validate.real("weight_decay", weight_decay)
     if not (0.0 <= lam < math.inf) or lam * lr >= 1.0:
         raise ValueError(f"weight_decay must be >= 0, finite and below 1/lr = {1.0 / lr:g} (so that 1 - lr*weight_decay > 0); "
                          f"got {weight_decay!r}")

@@ -12,21 +12,12 @@ optimizer itself is :class:`kadam_edu.KAdam`.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 
-from kadam_edu.optim import _check_beta, _check_gamma, _check_real
+from kadam_edu import optim, validate
 
 __all__ = ["discrete_ema", "discrete_update", "discrete_weights", "sample_gradients"]
-
-
-def _check_decay(alpha, name: str = "alpha") -> float:
-    v = _check_real(name, alpha, "in [0, 1) (a moving-average decay)")
-    if not 0.0 <= v < 1.0:
-        raise ValueError(f"{name} must lie in [0, 1) (a moving-average decay); got {alpha!r}")
-    return v
 
 
 def _as_sequence(x, name: str):
@@ -44,7 +35,7 @@ def discrete_ema(x, alpha: float):
     x: samples [N, ...] (numpy or torch). Returns m [N, ...] of the same kind, without bias
     correction: m_n = (1 - alpha) sum_{j<=n} alpha^(n-j) x_j.
     """
-    alpha = _check_decay(alpha)
+    alpha = validate.decay("alpha", alpha, allow_zero=True, meaning="a moving-average decay")
     xs = _as_sequence(x, "x")
     out = xs.clone() if torch.is_tensor(xs) else xs.copy()
     m = 0.0
@@ -60,14 +51,12 @@ def discrete_update(g, *, beta: float, gamma: float, eps: float = 0.0):
     g: gradients [N, ...] (numpy or torch). Returns u [N, ...]; theta_{n+1} = theta_n - eta u_n
     (no weight decay). ``eps`` is added to sqrt(v_n) as in Algorithm 1.
     """
-    beta, gamma = _check_beta(beta), _check_gamma(gamma)
-    eps = _check_real("eps", eps, ">= 0")
-    if eps < 0:
-        raise ValueError(f"eps must be >= 0; got {eps!r}")
+    beta, gamma = validate.second_moment_decay("beta", beta), validate.first_moment_decay("gamma", gamma)
+    eps = validate.real("eps", eps, lo=0)
     gs = _as_sequence(g, "g")
     m, v = discrete_ema(gs, gamma), discrete_ema(gs * gs, beta)
     n = np.arange(gs.shape[0], dtype=float)
-    c = (np.sqrt(1.0 - beta ** (n + 1)) / (1.0 - gamma ** (n + 1))).reshape((-1,) + (1,) * (gs.ndim - 1))
+    c = optim.bias_correction(n, beta=beta, gamma=gamma).reshape((-1,) + (1,) * (gs.ndim - 1))
     if torch.is_tensor(gs):
         return torch.as_tensor(c, dtype=gs.dtype) * m / (v.sqrt() + eps)
     return c * m / (np.sqrt(v) + eps)
@@ -78,7 +67,7 @@ def discrete_weights(alpha: float, lags):
 
     Summed over j = 0..n it is 1 - alpha^(n+1), the factor Adam's bias correction divides out.
     """
-    alpha = _check_decay(alpha)
+    alpha = validate.decay("alpha", alpha, allow_zero=True, meaning="a moving-average decay")
     j = np.asarray(lags, dtype=float)
     if np.any(j < 0) or not np.all(np.isfinite(j)):
         raise ValueError("lags must be finite and >= 0 (steps into the past)")
@@ -93,18 +82,11 @@ def sample_gradients(steps: int, *, mean: float = 0.2, amplitude: float = 1.0, p
     A slow drift (the loss landscape changing as theta moves) plus minibatch noise; seeded, so
     the same arguments give the same [steps] float64 array.
     """
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1; got {steps!r}")
-    mean, amplitude = _check_real("mean", mean, "(finite)"), _check_real("amplitude", amplitude, "(finite)")
-    period, noise = _check_real("period", period, "> 0"), _check_real("noise", noise, ">= 0")
-    if not (np.isfinite(mean) and np.isfinite(amplitude)):
-        raise ValueError(f"mean and amplitude must be finite; got {mean!r}, {amplitude!r}")
-    if not (period > 0 and np.isfinite(period)):
-        raise ValueError(f"period must be finite and > 0 (in steps); got {period!r}")
-    if noise < 0 or not np.isfinite(noise):
-        raise ValueError(f"noise must be finite and >= 0; got {noise!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed must be an int; got {seed!r}")
+    steps = validate.positive_int("steps", steps)
+    mean, amplitude = validate.finite_real("mean", mean), validate.finite_real("amplitude", amplitude)
+    period = validate.positive_real("period", period, meaning="in steps")
+    noise = validate.finite_real("noise", noise, lo=0)
+    seed = validate.seed("seed", seed)
     n = np.arange(steps, dtype=float)
-    xi = np.random.default_rng(int(seed)).standard_normal(steps)
+    xi = np.random.default_rng(seed).standard_normal(steps)
     return mean + amplitude * np.sin(2.0 * np.pi * n / period) + noise * xi

@@ -20,12 +20,11 @@ arrays or dicts; :mod:`kadam_edu.plots` draws them.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
 
-from kadam_edu import bounds
+from kadam_edu import bounds, validate
 from kadam_edu.optim import STRATEGIES, Level, kadam_levels
 
 __all__ = ["BOUND_KINDS", "level_table", "level_bounds", "bound_ratios", "first_moment_lag", "strategy_path"]
@@ -48,12 +47,6 @@ def _check_levels(levels) -> list[Level]:
         bounds.stability_constant(lv.beta, lv.gamma)  # validates beta in (0, 1), gamma in [0, 1)
         out.append(Level(gamma=float(lv.gamma), beta=float(lv.beta)))
     return out
-
-
-def _check_kind(kind) -> str:
-    if kind not in BOUND_KINDS:
-        raise ValueError(f"kind must be one of {BOUND_KINDS} (which per-level bound); got {kind!r}")
-    return kind
 
 
 def level_table(k: int, strategy: str = "inverse_exp", beta: float = 0.999, gamma: float = 0.9) -> list[dict]:
@@ -89,7 +82,8 @@ def level_bounds(n, levels: Sequence[Level], *, kind: str = "discrete") -> np.nd
     ``gamma_i = 0`` under Eq. 5, whose kernel degenerates).
     """
     levels = _check_levels(levels)
-    fn = bounds.discrete_max_update_bound if _check_kind(kind) == "discrete" else bounds.max_update_bound
+    kind = validate.choice("kind", kind, BOUND_KINDS, meaning="which per-level bound")
+    fn = bounds.discrete_max_update_bound if kind == "discrete" else bounds.max_update_bound
     n = np.atleast_1d(np.asarray(n, dtype=float))
     if n.ndim != 1:
         raise ValueError(f"n must be a scalar or a 1-d array of step indices; got shape {n.shape}")
@@ -124,7 +118,7 @@ def first_moment_lag(levels: Sequence[Level]) -> float:
 
     A single EMA ``m_n = gamma m_{n-1} + (1 - gamma) x_n`` (long after the start) weights
     ``x_{n-j}`` by ``(1 - gamma) gamma^j``, whose mean j is ``gamma / (1 - gamma)``; delays of
-    filters applied one after another add. This ignores the normalisation between levels
+    filters applied one after another add. This ignores the normalization between levels
     (a linear heuristic for Section 4.2's strategies, not a theorem of the paper).
     """
     levels = _check_levels(levels)
@@ -133,9 +127,7 @@ def first_moment_lag(levels: Sequence[Level]) -> float:
 
 def strategy_path(strategy: str, k_max: int = 10, beta: float = 0.999, gamma: float = 0.9) -> list[Level]:
     """The level pair of ``strategy`` for k = 1..k_max (every level shares it): list of k_max Levels."""
-    if isinstance(k_max, bool) or not isinstance(k_max, numbers.Integral) or k_max < 1:
-        raise ValueError(f"k_max must be a positive int; got {k_max!r}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {sorted(STRATEGIES)} (Section 4.2); got {strategy!r}")
-    return [kadam_levels(k, beta=beta, gamma=gamma, strategy=strategy)[0] for k in range(1, int(k_max) + 1)]
+    k_max = validate.positive_int("k_max", k_max)
+    strategy = validate.choice("strategy", strategy, sorted(STRATEGIES), meaning="Section 4.2")
+    return [kadam_levels(k, beta=beta, gamma=gamma, strategy=strategy)[0] for k in range(1, k_max + 1)]
 

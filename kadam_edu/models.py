@@ -9,7 +9,7 @@ Two changes from nanoGPT, both for Section 4 of the paper:
 - queries, keys and values come from *separate* linear layers (``q_proj``,
   ``k_proj``, ``v_proj``) instead of a fused ``c_attn``, so every query/key matrix is
   its own parameter (same parameter count as nanoGPT);
-- ``qk_norm=True`` normalises every head's query and key vector to unit length
+- ``qk_norm=True`` normalizes every head's query and key vector to unit length
   without a learnable gain, which makes the loss *exactly* scale invariant under each
   head's query matrix and each head's key matrix (Section 4.1, Eq. 6, App. G, App. L).
   :meth:`GPT.query_key_heads` lists those matrices and :func:`flat_indices` locates
@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from kadam_edu import validate
 
 __all__ = [
     "GPTConfig",
@@ -53,23 +54,10 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- validation helpers
-def _check_pos_int(owner: str, name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{owner}.{name} must be a positive int; got {value!r}")
-
-
-def _check_bool(owner: str, name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{owner}.{name} must be a bool; got {value!r}")
-
-
-def _check_dropout(owner: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{owner}.dropout must be a probability in [0, 1); got {value!r}")
-
-
+# --------------------------------------------------------------------------- presets
 def _from_preset(presets: dict, kind: str, scale: str, overrides: dict):
+    """``presets[scale]`` with the fields in ``overrides`` replaced (validated by the config's
+    ``__post_init__``); ValueError naming the unknown scale or fields."""
     if scale not in presets:
         raise ValueError(
             f"unknown {kind} scale {scale!r}; choose one of {sorted(presets)} "
@@ -106,14 +94,15 @@ class GPTConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            _check_pos_int("GPTConfig", name, getattr(self, name))
+            validate.positive_int(f"GPTConfig.{name}", getattr(self, name))
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
             )
-        _check_dropout("GPTConfig", self.dropout)
-        _check_bool("GPTConfig", "bias", self.bias)
-        _check_bool("GPTConfig", "qk_norm", self.qk_norm)
+        validate.finite_real("GPTConfig.dropout", self.dropout, lo=0, hi=1, hi_open=True,
+                             meaning="a dropout probability")
+        validate.boolean("GPTConfig.bias", self.bias)
+        validate.boolean("GPTConfig.qk_norm", self.qk_norm)
 
     @property
     def head_dim(self) -> int:
@@ -157,7 +146,7 @@ class CausalSelfAttention(nn.Module):
     App. L); the same holds for each key head and for whole ``q_proj.weight`` /
     ``k_proj.weight``. A gain (or a bias) would break the exact invariance.
 
-    Normalised q.k lies in [-1, 1], so the logits use a fixed (not learned) temperature:
+    Normalized q.k lies in [-1, 1], so the logits use a fixed (not learned) temperature:
     ``scale = sqrt(head_dim)`` instead of attention's usual ``1/sqrt(head_dim)``. For
     random directions q.k has standard deviation about 1/sqrt(head_dim), so this keeps
     the logits at unit scale at initialisation, as in ordinary attention.
@@ -337,10 +326,8 @@ class GPT(nn.Module):
         Runs in eval mode (no dropout) and restores the previous mode afterwards;
         pass a seeded ``generator`` for reproducible samples.
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be a non-negative int; got {max_new_tokens!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature >= 0:
-            raise ValueError(f"temperature must be a real number >= 0 (0 = greedy); got {temperature!r}")
+        max_new_tokens = validate.integer("max_new_tokens", max_new_tokens, lo=0)
+        temperature = validate.real("temperature", temperature, lo=0, meaning="0 = greedy")
         was_training = self.training
         self.eval()
         try:
@@ -404,7 +391,7 @@ class CNNConfig:
     widths: output channels of each stage (1 to 5 stages; each halves the 32x32 image).
     hidden: width of the classifier's hidden layer. dropout: in [0, 1), before the last
     Linear. batch_norm: BatchNorm after each convolution (off by default: the paper
-    does not mention normalisation layers for its CNN). num_classes: outputs.
+    does not mention normalization layers for its CNN). num_classes: outputs.
     """
 
     widths: tuple[int, ...] = (64, 128, 256)
@@ -421,11 +408,12 @@ class CNNConfig:
                 f"32x32 image); got {w!r}"
             )
         for i, c in enumerate(w):
-            _check_pos_int("CNNConfig", f"widths[{i}]", c)
-        _check_pos_int("CNNConfig", "hidden", self.hidden)
-        _check_pos_int("CNNConfig", "num_classes", self.num_classes)
-        _check_dropout("CNNConfig", self.dropout)
-        _check_bool("CNNConfig", "batch_norm", self.batch_norm)
+            validate.positive_int(f"CNNConfig.widths[{i}]", c)
+        validate.positive_int("CNNConfig.hidden", self.hidden)
+        validate.positive_int("CNNConfig.num_classes", self.num_classes)
+        validate.finite_real("CNNConfig.dropout", self.dropout, lo=0, hi=1, hi_open=True,
+                             meaning="a dropout probability")
+        validate.boolean("CNNConfig.batch_norm", self.batch_norm)
 
 
 #: "paper": 64-128-256 channels (our stand-in for the paper's Figure 6). "cpu": a quarter of the

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kadam_edu import validate
 from kadam_edu.models import QK_NORM_EPS, GPT, CIFARNet, CNNConfig, GPTConfig
 
 __all__ = ["PopulationGPT", "PopulationCNN", "PopulationQKHead", "init_population"]
@@ -147,11 +148,6 @@ class MembersFirst(nn.Module):
 
 
 # =========================================================================== the shared machinery
-def _check_members(members) -> None:
-    if isinstance(members, bool) or not isinstance(members, numbers.Integral) or members < 1:
-        raise ValueError(f"members must be a positive int (the number of models E); got {members!r}")
-
-
 def _shape(x) -> str:
     return f"{tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
 
@@ -163,7 +159,7 @@ class _Population(nn.Module):
     config_class: type
 
     def __init__(self, config, members: int):
-        _check_members(members)
+        validate.positive_int("members", members, meaning="the number of models E")
         if not isinstance(config, self.config_class):
             raise ValueError(f"config must be a {self.config_class.__name__}; got {type(config).__name__}")
         super().__init__()

@@ -16,7 +16,6 @@ never picked by ``"auto"``: it must be named. An explicit scale passed to a func
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import random
 import time
@@ -138,12 +137,9 @@ def project(name: str, scale: str, *, seconds_per_step: float, steps: int, measu
     takes (every population's, in order); measured_steps: how many steps the measurement took.
     Training steps only: evaluations and setup come on top.
     """
-    if isinstance(seconds_per_step, bool) or not isinstance(seconds_per_step, numbers.Real) \
-            or not math.isfinite(seconds_per_step) or seconds_per_step < 0:
-        raise ValueError(f"seconds_per_step must be a finite real >= 0; got {seconds_per_step!r}")
-    for arg, value in (("steps", steps), ("measured_steps", measured_steps)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{arg} must be a positive int; got {value!r}")
+    seconds_per_step = validate.finite_real("seconds_per_step", seconds_per_step, lo=0)
+    steps = validate.positive_int("steps", steps)
+    measured_steps = validate.positive_int("measured_steps", measured_steps)
     return (f"{name} at {scale} scale: about {format_seconds(seconds_per_step * steps)} on {device_name(device)}, "
             f"measured over {measured_steps} steps")
 
@@ -164,10 +160,8 @@ class StepTimer:
     def __init__(self, name: str, scale: str, *, steps: int, device=None, skip: int = 2, measure: int = 10,
                  min_seconds: float = 30.0, clock: Callable[[], float] = time.perf_counter,
                  out: Callable[[str], object] = print):
-        for arg, value, lo in (("steps", steps, 1), ("skip", skip, 0), ("measure", measure, 1)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
-                kind = "a positive int" if lo else "an int >= 0"
-                raise ValueError(f"{arg} must be {kind}; got {value!r}")
+        steps, skip = validate.positive_int("steps", steps), validate.integer("skip", skip, lo=0)
+        measure = validate.positive_int("measure", measure)
         self.name, self.scale, self.steps, self.device = name, scale, steps, pick_device(device)
         self.skip, self.measure, self.min_seconds, self.clock, self.out = skip, measure, min_seconds, clock, out
         self.done, self.seconds_per_step, self._ticks, self._start = False, None, 0, 0.0
@@ -214,8 +208,7 @@ PRECISIONS = ("exact", "tf32")
 def float32_precision(precision: str = "exact") -> Iterator[None]:
     """Run the body with CUDA matmuls and cuDNN convolutions in full float32 ("exact") or TF32
     ("tf32"); the previous settings are restored afterwards, also after an error."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    validate.choice("precision", precision, PRECISIONS)
     matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32

@@ -36,11 +36,10 @@ discrete bound (see :mod:`kadam_edu.bounds`) stays bounded iff ``gamma'^2 < beta
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from kadam_edu import bounds
+from kadam_edu import bounds, validate
 
 __all__ = [
     "square_root_rule",
@@ -54,29 +53,24 @@ __all__ = [
 ]
 
 
-def _real(name: str, value, allowed: str, ok) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) or not ok(float(value)):
-        raise ValueError(f"{name} must be a finite real number {allowed}; got {value!r}")
-    return float(value)
-
-
 def _kappa(kappa) -> float:
-    return _real("kappa", kappa, "> 0 (the batch-size multiplier)", lambda x: x > 0)
+    return validate.positive_real("kappa", kappa, meaning="the batch-size multiplier")
 
 
-def _decay(name: str, value) -> float:
-    meaning = "second-moment decay, torch's betas[1]" if name == "beta" else "first-moment decay, torch's betas[0]"
-    return _real(name, value, f"in [0, 1) (the paper's {meaning})", lambda x: 0.0 <= x < 1.0)
+def _decays(beta, gamma) -> tuple[float, float]:
+    """beta and gamma, each in [0, 1) (a scaled decay may reach 0)."""
+    return validate.second_moment_decay("beta", beta, allow_zero=True), validate.first_moment_decay("gamma", gamma)
 
 
 def _common(kappa, lr, beta, gamma, eps):
-    return (_kappa(kappa), _real("lr", lr, "> 0 (the learning rate)", lambda x: x > 0), _decay("beta", beta),
-            _decay("gamma", gamma), _real("eps", eps, ">= 0", lambda x: x >= 0))
+    """The arguments the two rules share."""
+    return (_kappa(kappa), validate.positive_real("lr", lr, meaning="the learning rate"), *_decays(beta, gamma),
+            validate.finite_real("eps", eps, lo=0))
 
 
 def kappa_limit(*, beta: float, gamma: float) -> float:
     """Largest kappa the square-root rule allows: ``1 / max(1-beta, 1-gamma)`` (both decays stay >= 0)."""
-    beta, gamma = _decay("beta", beta), _decay("gamma", gamma)
+    beta, gamma = _decays(beta, gamma)
     return 1.0 / max(1.0 - beta, 1.0 - gamma)
 
 
@@ -113,8 +107,7 @@ def scaled_steps(steps: int, kappa: float) -> int:
 
     ValueError unless that is a whole number (to 1e-9).
     """
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0; got {steps!r}")
+    steps = validate.integer("steps", steps, lo=0)
     kappa = _kappa(kappa)
     ratio = steps / kappa
     if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
@@ -128,7 +121,7 @@ def scaled_decays(kappa, *, beta: float, gamma: float):
     Scalar kappa gives floats, an array gives arrays. ValueError for kappa <= 0 or beyond
     :func:`kappa_limit`.
     """
-    beta, gamma = _decay("beta", beta), _decay("gamma", gamma)
+    beta, gamma = _decays(beta, gamma)
     k = _kappa_array(kappa, beta, gamma)
     new_beta, new_gamma = 1.0 - k * (1.0 - beta), 1.0 - k * (1.0 - gamma)
     if np.ndim(kappa) == 0:
@@ -169,7 +162,7 @@ def crossing_kappa(*, beta: float, gamma: float) -> float:
     iff gamma > beta. kappa_c <= 0 means every kappa > 0 lands in B-. Dimensionless (a batch-size
     multiplier). ValueError for a decay outside [0, 1).
     """
-    beta, gamma = _decay("beta", beta), _decay("gamma", gamma)
+    beta, gamma = _decays(beta, gamma)
     return 2.0 / (1.0 - beta) - 1.0 / (1.0 - gamma)
 
 
@@ -180,6 +173,6 @@ def discrete_crossing_kappa(*, beta: float, gamma: float) -> float:
     ``ln gamma' - ln(beta')/2``, :func:`kadam_edu.bounds.discrete_growth_rate`).
     ValueError for a decay outside [0, 1).
     """
-    beta, gamma = _decay("beta", beta), _decay("gamma", gamma)
+    beta, gamma = _decays(beta, gamma)
     a, b = 1.0 - gamma, 1.0 - beta
     return (2.0 * a - b) / (a * a)

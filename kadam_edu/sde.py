@@ -66,13 +66,14 @@ Shapes: ``paths`` independent runs (seeds) along dimension 0, parameters along t
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from kadam_edu import optim, validate
 
 __all__ = [
     "NoisyQuadratic",
@@ -94,31 +95,6 @@ _DTYPE = torch.float64
 # ---------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------
-
-
-def _real(name: str, value, *, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False, meaning="") -> float:
-    """A finite real in the interval; ValueError naming the argument and the allowed range otherwise."""
-    interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-    what = f" ({meaning})" if meaning else ""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number in {interval}{what}; got {value!r}")
-    value = float(value)
-    ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
-    if not ok:
-        raise ValueError(f"{name} must be a finite number in {interval}{what}; got {value!r}")
-    return value
-
-
-def _positive_int(name: str, value, *, allow_zero=False) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (0 if allow_zero else 1):
-        raise ValueError(f"{name} must be an int >= {0 if allow_zero else 1}; got {value!r}")
-    return int(value)
-
-
-def _seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
-    return int(seed)
 
 
 def _vector(name: str, value, *, positive: bool, dim: int | None = None) -> Tensor:
@@ -157,8 +133,8 @@ def substeps_for(lr: float, dt: float) -> int:
 
     Raises ValueError unless lr^2 is a whole multiple of dt (to a relative 1e-9).
     """
-    lr = _real("lr", lr, lo=0.0, lo_open=True, meaning="the learning rate")
-    dt = _real("dt", dt, lo=0.0, lo_open=True, meaning="the Brownian time step")
+    lr = validate.positive_real("lr", lr, meaning="the learning rate")
+    dt = validate.positive_real("dt", dt, meaning="the Brownian time step")
     ratio = lr * lr / dt
     k = round(ratio)
     if k < 1 or abs(ratio - k) > 1e-9 * max(1.0, ratio):
@@ -213,9 +189,9 @@ class BrownianPath:
     BLOCK = 64
 
     def __init__(self, paths: int, dim: int, dt: float, *, seed: int = 0):
-        self.paths, self.dim = _positive_int("paths", paths), _positive_int("dim", dim)
-        self.dt = _real("dt", dt, lo=0.0, lo_open=True, meaning="the grid step of the Brownian path")
-        self._gen = torch.Generator().manual_seed(_seed(seed))
+        self.paths, self.dim = validate.positive_int("paths", paths), validate.positive_int("dim", dim)
+        self.dt = validate.positive_real("dt", dt, meaning="the grid step of the Brownian path")
+        self._gen = torch.Generator().manual_seed(validate.seed("seed", seed))
         self._scale = math.sqrt(self.dt)
         self._buf = torch.empty(0, self.paths, self.dim, dtype=_DTYPE)
         self._pos = 0
@@ -226,7 +202,7 @@ class BrownianPath:
 
     def increment(self, k: int = 1) -> Tensor:
         """W(t + k dt) - W(t) for the next k grid steps: [paths, dim]."""
-        k = _positive_int("k", k)
+        k = validate.positive_int("k", k)
         total = torch.zeros(self.paths, self.dim, dtype=_DTYPE)
         while k > 0:
             if self._pos >= len(self._buf):
@@ -302,8 +278,8 @@ def euler_maruyama(
     b(t_k, X_k) * (W(t_{k+1}) - W(t_k))``, t_k = k dt. Returns ``(times [R], states [R, paths, dim])``
     recorded every ``record_every`` steps, step 0 and (if a multiple) the last included.
     """
-    dt = _real("dt", dt, lo=0.0, lo_open=True, meaning="the time step")
-    steps, every = _positive_int("steps", steps, allow_zero=True), _positive_int("record_every", record_every)
+    dt = validate.positive_real("dt", dt, meaning="the time step")
+    steps, every = validate.integer("steps", steps, lo=0), validate.positive_int("record_every", record_every)
     for name, fn in (("drift", drift), ("diffusion", diffusion)):
         if not callable(fn):
             raise ValueError(f"{name} must be callable (t, x) -> tensor of x's shape; got {fn!r}")
@@ -337,11 +313,11 @@ def sde_constants(*, lr: float, beta: float, gamma: float, sigma: float, eps: fl
     ``{"c1": (1-gamma)/lr^2, "c2": (1-beta)/lr^2, "sigma0": sigma*lr, "eps0": eps*lr}``;
     ``sigma`` is the noise multiplier (1/sqrt(batch size)). The SDE's time step is lr^2.
     """
-    lr = _real("lr", lr, lo=0.0, lo_open=True, meaning="the learning rate")
-    beta = _real("beta", beta, lo=0.0, hi=1.0, hi_open=True, meaning="second-moment decay")
-    gamma = _real("gamma", gamma, lo=0.0, hi=1.0, hi_open=True, meaning="first-moment decay")
-    sigma = _real("sigma", sigma, lo=0.0, meaning="noise multiplier, 1/sqrt(batch size)")
-    eps = _real("eps", eps, lo=0.0)
+    lr = validate.positive_real("lr", lr, meaning="the learning rate")
+    beta = validate.second_moment_decay("beta", beta, allow_zero=True)
+    gamma = validate.first_moment_decay("gamma", gamma)
+    sigma = validate.finite_real("sigma", sigma, lo=0, meaning="noise multiplier, 1/sqrt(batch size)")
+    eps = validate.finite_real("eps", eps, lo=0)
     return {"c1": (1.0 - gamma) / lr**2, "c2": (1.0 - beta) / lr**2, "sigma0": sigma * lr, "eps0": eps * lr}
 
 
@@ -351,11 +327,11 @@ def discrete_hyperparameters(*, lr: float, c1: float, c2: float, sigma0: float, 
     ``{"beta": 1 - c2 lr^2, "gamma": 1 - c1 lr^2, "sigma": sigma0/lr, "eps": eps0/lr}``;
     ValueError if lr is so large that a decay leaves [0, 1).
     """
-    lr = _real("lr", lr, lo=0.0, lo_open=True, meaning="the learning rate")
-    c1 = _real("c1", c1, lo=0.0, lo_open=True, meaning="(1-gamma)/lr^2")
-    c2 = _real("c2", c2, lo=0.0, lo_open=True, meaning="(1-beta)/lr^2")
-    sigma0 = _real("sigma0", sigma0, lo=0.0, meaning="sigma*lr")
-    eps0 = _real("eps0", eps0, lo=0.0, meaning="eps*lr")
+    lr = validate.positive_real("lr", lr, meaning="the learning rate")
+    c1 = validate.positive_real("c1", c1, meaning="(1-gamma)/lr^2")
+    c2 = validate.positive_real("c2", c2, meaning="(1-beta)/lr^2")
+    sigma0 = validate.finite_real("sigma0", sigma0, lo=0, meaning="sigma*lr")
+    eps0 = validate.finite_real("eps0", eps0, lo=0, meaning="eps*lr")
     beta, gamma = 1.0 - c2 * lr**2, 1.0 - c1 * lr**2
     if beta < 0.0 or gamma < 0.0:
         raise ValueError(f"lr={lr} is too large for c1={c1}, c2={c2}: need lr <= {math.sqrt(1 / max(c1, c2)):.6g} "
@@ -374,11 +350,17 @@ def _initial_u(u0, problem: NoisyQuadratic, paths: int) -> Tensor:
     return _vector("u0", u0, positive=False, dim=problem.dim).expand(paths, -1).clone()
 
 
+def _sde_bias_correction(t: float, *, c1: float, c2: float) -> float:
+    """b(t) = sqrt(1 - e^(-c2 t)) / (1 - e^(-c1 t)) (module docstring), t > 0: Eq. 1's bias correction
+    in the SDE's limit (beta^n -> e^(-c2 t), gamma^n -> e^(-c1 t)); c1 = inf (gamma = 0) gives s(t)."""
+    return math.sqrt(-math.expm1(-c2 * t)) / -math.expm1(-c1 * t)
+
+
 def _check_common(problem, steps, paths, record_every, seed):
     if not isinstance(problem, NoisyQuadratic):
         raise ValueError(f"problem must be a NoisyQuadratic; got {type(problem).__name__}")
-    return (_positive_int("steps", steps, allow_zero=True), _positive_int("paths", paths),
-            _positive_int("record_every", record_every), _seed(seed))
+    return (validate.integer("steps", steps, lo=0), validate.positive_int("paths", paths),
+            validate.positive_int("record_every", record_every), validate.seed("seed", seed))
 
 
 def adam_sde(
@@ -405,11 +387,11 @@ def adam_sde(
     of ``record_every``.
     """
     steps, paths, every, seed = _check_common(problem, steps, paths, record_every, seed)
-    c1 = _real("c1", c1, lo=0.0, lo_open=True, meaning="(1-gamma)/lr^2")
-    c2 = _real("c2", c2, lo=0.0, lo_open=True, meaning="(1-beta)/lr^2")
-    sigma0 = _real("sigma0", sigma0, lo=0.0, meaning="sigma*lr")
-    eps0 = _real("eps0", eps0, lo=0.0, meaning="eps*lr")
-    dt = _real("dt", dt, lo=0.0, lo_open=True, meaning="the SDE time step")
+    c1 = validate.positive_real("c1", c1, meaning="(1-gamma)/lr^2")
+    c2 = validate.positive_real("c2", c2, meaning="(1-beta)/lr^2")
+    sigma0 = validate.finite_real("sigma0", sigma0, lo=0, meaning="sigma*lr")
+    eps0 = validate.finite_real("eps0", eps0, lo=0, meaning="eps*lr")
+    dt = validate.positive_real("dt", dt, meaning="the SDE time step")
     theta = _theta0(theta0, problem.dim, paths)
     m = torch.zeros_like(theta)
     u = _initial_u(u0, problem, paths)
@@ -423,7 +405,7 @@ def adam_sde(
         t_next = (k + 1) * dt
         m = m + c1 * (problem.grad(theta) - m) * dt + c1 * sigma0 * root_sigma * noise.increment()
         u = u + c2 * (problem.noise_var - u) * dt
-        b = math.sqrt(-math.expm1(-c2 * t_next)) / -math.expm1(-c1 * t_next) if bias_correction else 1.0
+        b = _sde_bias_correction(t_next, c1=c1, c2=c2) if bias_correction else 1.0
         theta = theta - b * m / (sigma0 * u.sqrt() + eps0) * dt
     return record.paths()
 
@@ -450,10 +432,10 @@ def rmsprop_sde(
     ``(grad L(theta_k) dt + sigma0 Sigma^(1/2) dW) / (sigma0 sqrt(u_{k+1}) + eps0)``.
     """
     steps, paths, every, seed = _check_common(problem, steps, paths, record_every, seed)
-    c2 = _real("c2", c2, lo=0.0, lo_open=True, meaning="(1-beta)/lr^2")
-    sigma0 = _real("sigma0", sigma0, lo=0.0, meaning="sigma*lr")
-    eps0 = _real("eps0", eps0, lo=0.0, meaning="eps*lr")
-    dt = _real("dt", dt, lo=0.0, lo_open=True, meaning="the SDE time step")
+    c2 = validate.positive_real("c2", c2, meaning="(1-beta)/lr^2")
+    sigma0 = validate.finite_real("sigma0", sigma0, lo=0, meaning="sigma*lr")
+    eps0 = validate.finite_real("eps0", eps0, lo=0, meaning="eps*lr")
+    dt = validate.positive_real("dt", dt, meaning="the SDE time step")
     theta = _theta0(theta0, problem.dim, paths)
     u = _initial_u(u0, problem, paths)
     noise = BrownianPath(paths, problem.dim, dt, seed=seed)
@@ -464,7 +446,7 @@ def rmsprop_sde(
         if k == steps:
             break
         u = u + c2 * (problem.noise_var - u) * dt
-        s = math.sqrt(-math.expm1(-c2 * (k + 1) * dt)) if bias_correction else 1.0
+        s = _sde_bias_correction((k + 1) * dt, c1=math.inf, c2=c2) if bias_correction else 1.0
         theta = theta - s * (problem.grad(theta) * dt + sigma0 * root_sigma * noise.increment()) / (sigma0 * u.sqrt() + eps0)
     return record.paths()
 
@@ -495,12 +477,12 @@ def discrete_adam(
     ``t = n lr^2`` every ``record_every`` steps.
     """
     steps, paths, every, seed = _check_common(problem, steps, paths, record_every, seed)
-    lr = _real("lr", lr, lo=0.0, lo_open=True, meaning="the learning rate")
-    beta = _real("beta", beta, lo=0.0, hi=1.0, hi_open=True, meaning="second-moment decay")
-    gamma = _real("gamma", gamma, lo=0.0, hi=1.0, hi_open=True, meaning="first-moment decay")
-    sigma = _real("sigma", sigma, lo=0.0, meaning="noise multiplier, 1/sqrt(batch size)")
-    eps = _real("eps", eps, lo=0.0)
-    substeps = _positive_int("substeps", substeps)
+    lr = validate.positive_real("lr", lr, meaning="the learning rate")
+    beta = validate.second_moment_decay("beta", beta, allow_zero=True)
+    gamma = validate.first_moment_decay("gamma", gamma)
+    sigma = validate.finite_real("sigma", sigma, lo=0, meaning="noise multiplier, 1/sqrt(batch size)")
+    eps = validate.finite_real("eps", eps, lo=0)
+    substeps = validate.positive_int("substeps", substeps)
     theta = _theta0(theta0, problem.dim, paths)
     m = torch.zeros_like(theta)
     v = torch.zeros_like(theta) if v0 is None else _vector("v0", v0, positive=False, dim=problem.dim).expand(paths, -1).clone()
@@ -514,7 +496,7 @@ def discrete_adam(
         g = problem.grad(theta) + sigma * root_sigma * (noise.increment(substeps) / lr)
         m = gamma * m + (1.0 - gamma) * g
         v = beta * v + (1.0 - beta) * g * g
-        c = math.sqrt(1.0 - beta ** (n + 1)) / (1.0 - gamma ** (n + 1)) if bias_correction else 1.0
+        c = optim.bias_correction(n, beta=beta, gamma=gamma) if bias_correction else 1.0
         theta = theta - lr * c * m / (v.sqrt() + eps)
     return record.paths()
 

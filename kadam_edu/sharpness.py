@@ -31,7 +31,6 @@ symmetric ``P^{-1/2} H P^{-1/2}``, whose top one is the preconditioned sharpness
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -39,7 +38,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from kadam_edu.optim import KAdam, _check_beta, _check_gamma
+from kadam_edu import validate
+from kadam_edu.optim import KAdam
 
 __all__ = [
     "adam_stability_threshold",
@@ -57,30 +57,8 @@ __all__ = [
 #: "reverse": reverse-over-reverse (``vjp`` of ``grad``, built once and reused for every
 #: product); "forward": forward-over-reverse (``jvp`` of ``grad``, rebuilt per product).
 HVP_MODES = ("reverse", "forward")
-
-
-# --------------------------------------------------------------------------- validation
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-    return int(value)
-
-
-def _check_positive_real(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
-    return float(value)
-
-
-def _check_generator(generator) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
-
-
-def _check_mode(mode) -> str:
-    if mode not in HVP_MODES:
-        raise ValueError(f"mode must be one of {HVP_MODES}; got {mode!r}")
-    return mode
+#: how the top eigenvalue is found: :func:`lanczos` or :func:`power_iteration`
+_EIGEN_METHODS = ("lanczos", "power")
 
 
 # --------------------------------------------------------------------------- threshold
@@ -93,7 +71,7 @@ def adam_stability_threshold(lr, gamma: float = 0.9):
     exactly at this lambda. lr: eta > 0 (float or array); gamma: first-moment decay in [0, 1)
     (the paper's gamma, torch's ``betas[0]``). Units: 1/lr. 38/eta at gamma = 0.9.
     """
-    gamma = _check_gamma(gamma)
+    gamma = validate.first_moment_decay("gamma", gamma)
     lr_arr = np.asarray(lr, dtype=float)
     if lr_arr.size == 0 or not np.all(np.isfinite(lr_arr)) or np.any(lr_arr <= 0):
         raise ValueError(f"lr must be finite and > 0 (a number or an array of them); got {lr!r}")
@@ -166,7 +144,7 @@ def hvp(loss_fn: Callable[[dict[str, Tensor]], Tensor], params, *, mode: str = "
     """
     if not callable(loss_fn):
         raise ValueError(f"loss_fn must be callable (params -> scalar loss); got {loss_fn!r}")
-    mode = _check_mode(mode)
+    mode = validate.choice("mode", mode, HVP_MODES)
     single = torch.is_tensor(params)
     named = {"x": params} if single else params
     if not isinstance(named, Mapping) or not named:
@@ -225,7 +203,7 @@ def _start_vector(dim: int, generator, dtype, device) -> Tensor:
 def _check_operator(matvec, dim) -> int:
     if not callable(matvec):
         raise ValueError(f"matvec must be callable (vector [dim] -> vector [dim]); got {matvec!r}")
-    return _check_positive_int("dim", dim)
+    return validate.positive_int("dim", dim)
 
 
 def lanczos(
@@ -248,11 +226,11 @@ def lanczos(
     one is a lower bound that converges fastest when it is well separated.
     """
     dim = _check_operator(matvec, dim)
-    iters = min(_check_positive_int("iters", iters), dim)
-    k = _check_positive_int("k", k)
+    iters = min(validate.positive_int("iters", iters), dim)
+    k = validate.positive_int("k", k)
     if k > iters:
         raise ValueError(f"k={k} eigenvalues need iters >= k (and dim >= k); got iters={iters}, dim={dim}")
-    _check_generator(generator)
+    validate.generator("generator", generator, optional=True)
     device = torch.device("cpu") if device is None else torch.device(device)
     Q = torch.zeros(iters, dim, dtype=torch.float64, device=device)
     alphas, betas = [], []
@@ -305,9 +283,9 @@ def power_iteration(
     in magnitude it returns that one (Lanczos returns the largest algebraic).
     """
     dim = _check_operator(matvec, dim)
-    iters = _check_positive_int("iters", iters)
-    tol = _check_positive_real("tol", tol)
-    _check_generator(generator)
+    iters = validate.positive_int("iters", iters)
+    tol = validate.positive_real("tol", tol)
+    validate.generator("generator", generator, optional=True)
     device = torch.device("cpu") if device is None else torch.device(device)
     q = _start_vector(dim, generator, torch.float64, device)
     rayleigh = math.nan
@@ -326,12 +304,11 @@ def power_iteration(
     return rayleigh
 
 
-def _top(op: _FlatHVP, method: str, iters: int, generator) -> float:
+def _top(matvec, dim: int, method: str, iters: int, generator, device) -> float:
+    """The top eigenvalue of ``matvec`` by ``method`` (one of ``_EIGEN_METHODS``, checked by the caller)."""
     if method == "lanczos":
-        return float(lanczos(op, op.dim, iters=iters, generator=generator, device=op.device)[0])
-    if method == "power":
-        return power_iteration(op, op.dim, iters=iters, generator=generator, device=op.device)
-    raise ValueError(f"method must be 'lanczos' or 'power'; got {method!r}")
+        return float(lanczos(matvec, dim, iters=iters, generator=generator, device=device)[0])
+    return power_iteration(matvec, dim, iters=iters, generator=generator, device=device)
 
 
 def sharpness(
@@ -348,8 +325,10 @@ def sharpness(
     loss_fn(model) -> scalar tensor (close over a fixed batch). The sharpness of plain
     gradient descent, whose threshold is 2/eta. See :func:`preconditioned_sharpness`.
     """
-    op = _model_hvp(model, loss_fn, _check_mode(mode))
-    return _top(op, method, _check_positive_int("iters", iters), generator)
+    method, iters = validate.choice("method", method, _EIGEN_METHODS), validate.positive_int("iters", iters)
+    validate.generator("generator", generator, optional=True)
+    op = _model_hvp(model, loss_fn, validate.choice("mode", mode, HVP_MODES))
+    return _top(op, op.dim, method, iters, generator, op.device)
 
 
 # --------------------------------------------------------------------------- Adam's preconditioner
@@ -431,7 +410,9 @@ def preconditioned_sharpness(
     else:
         raise ValueError("preconditioner must be an Adam/AdamW/KAdam optimizer or a mapping name -> P; "
                          f"got {type(preconditioner).__name__}")
-    op = _model_hvp(model, loss_fn, _check_mode(mode))
+    method, iters = validate.choice("method", method, _EIGEN_METHODS), validate.positive_int("iters", iters)
+    validate.generator("generator", generator, optional=True)
+    op = _model_hvp(model, loss_fn, validate.choice("mode", mode, HVP_MODES))
     if set(P) != set(op.names):
         raise ValueError(f"the preconditioner must have one entry per trainable parameter: missing "
                          f"{sorted(set(op.names) - set(P))}, unexpected {sorted(set(P) - set(op.names))}")
@@ -450,13 +431,7 @@ def preconditioned_sharpness(
     def matvec(x: Tensor) -> Tensor:  # P^{-1/2} H P^{-1/2} x
         return inv_sqrt * op(inv_sqrt * x.to(inv_sqrt.device))
 
-    if method == "lanczos":
-        return float(lanczos(matvec, op.dim, iters=_check_positive_int("iters", iters), generator=generator,
-                             device=op.device)[0])
-    if method == "power":
-        return power_iteration(matvec, op.dim, iters=_check_positive_int("iters", iters), generator=generator,
-                               device=op.device)
-    raise ValueError(f"method must be 'lanczos' or 'power'; got {method!r}")
+    return _top(matvec, op.dim, method, iters, generator, op.device)
 
 
 # --------------------------------------------------------------------------- a quadratic toy
@@ -496,11 +471,10 @@ def adam_on_quadratic(
         raise ValueError("hessian must be finite and symmetric")
     if np.linalg.eigvalsh(H)[0] <= 0:
         raise ValueError("hessian must be positive definite (a bowl)")
-    lr = _check_positive_real("lr", lr)
-    beta, gamma = _check_beta(beta), _check_gamma(gamma)
-    steps = _check_positive_int("steps", steps)
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
+    lr = validate.positive_real("lr", lr)
+    beta, gamma = validate.second_moment_decay("beta", beta), validate.first_moment_decay("gamma", gamma)
+    steps = validate.positive_int("steps", steps)
+    eps = validate.finite_real("eps", eps, lo=0)
     d = H.shape[0]
     theta = np.ones(d) if theta0 is None else np.asarray(theta0, dtype=float).copy()
     if theta.shape != (d,) or not np.all(np.isfinite(theta)):

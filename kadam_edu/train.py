@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,8 +25,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from kadam_edu import bounds
+from kadam_edu import bounds, validate
 from kadam_edu.optim import KAdam
+from kadam_edu.progress import bar as progress_bar
+from kadam_edu.progress import enabled as progress_enabled
 
 __all__ = ["TrainRecord", "train", "warmup_cosine", "annealed", "constant"]
 
@@ -35,13 +36,13 @@ __all__ = ["TrainRecord", "train", "warmup_cosine", "annealed", "constant"]
 # --------------------------------------------------------------------------- schedules
 def constant(lr: float) -> Callable[[int], float]:
     """eta_n = lr."""
-    lr = _check_lr(lr, "lr")
+    lr = validate.finite_real("lr", lr, lo=0)
     return lambda n: lr
 
 
 def warmup_cosine(*, lr: float, warmup: int, total: int, min_lr: float) -> Callable[[int], float]:
     """App. H: linear warmup over ``warmup`` steps, then cosine decay to ``min_lr`` at step ``total``."""
-    lr, min_lr = _check_lr(lr, "lr"), _check_lr(min_lr, "min_lr")
+    lr, min_lr = validate.finite_real("lr", lr, lo=0), validate.finite_real("min_lr", min_lr, lo=0)
     if not (isinstance(warmup, int) and isinstance(total, int) and 0 <= warmup < total):
         raise ValueError(f"need ints 0 <= warmup < total; got warmup={warmup!r}, total={total!r}")
 
@@ -56,15 +57,9 @@ def warmup_cosine(*, lr: float, warmup: int, total: int, min_lr: float) -> Calla
 
 def annealed(*, lr: float, beta: float, gamma: float) -> Callable[[int], float]:
     """Eq. 15: eta_n = eta_0 exp(-n |C(beta, gamma)| / 2) in B- (constant elsewhere)."""
-    lr = _check_lr(lr, "lr")
+    lr = validate.finite_real("lr", lr, lo=0)
     bounds.stability_constant(beta, gamma)  # validates
     return lambda n: bounds.annealed_lr(n, lr, beta, gamma)
-
-
-def _check_lr(lr, name):
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {lr!r}")
-    return float(lr)
 
 
 # --------------------------------------------------------------------------- record
@@ -106,43 +101,8 @@ class TrainRecord:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(denom > 0, G @ W / np.where(denom > 0, denom, 1.0), 0.0)
 
-    def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
-        """Flat name -> array mapping (for npz files); inverse of :meth:`from_arrays`."""
-        out = {
-            f"{prefix}loss": self.loss,
-            f"{prefix}lr": self.lr,
-            f"{prefix}max_update": self.max_update,
-            f"{prefix}level_max_updates": self.level_max_updates,
-            f"{prefix}eval_steps": self.eval_steps,
-            f"{prefix}eval_loss": self.eval_loss,
-            f"{prefix}meta": np.array([-1 if self.diverged_at is None else self.diverged_at, self.seconds]),
-        }
-        for kind in ("sq_norms", "values", "grads"):
-            for name, arr in getattr(self, kind).items():
-                out[f"{prefix}{kind}/{name}"] = arr
-        return out
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], prefix: str = "") -> "TrainRecord":
-        meta = arrays[f"{prefix}meta"]
-        rec = cls(
-            **{k: np.asarray(arrays[f"{prefix}{k}"]) for k in ("loss", "lr", "max_update", "level_max_updates", "eval_steps", "eval_loss")},
-            diverged_at=None if int(meta[0]) < 0 else int(meta[0]),
-            seconds=float(meta[1]),
-        )
-        for key in arrays:
-            for kind in ("sq_norms", "values", "grads"):
-                head = f"{prefix}{kind}/"
-                if key.startswith(head):
-                    getattr(rec, kind)[key[len(head):]] = np.asarray(arrays[key])
-        return rec
-
 
 # --------------------------------------------------------------------------- loop
-def _progress_default() -> bool:
-    return os.environ.get("KADAM_PROGRESS", "1") != "0"
-
-
 def train(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -204,12 +164,10 @@ def train(
 
     Returns a :class:`TrainRecord`; for a population, a list of E of them (in member order).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0; got {steps!r}")
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
-        raise ValueError(f"eval_every must be an int >= 0 (0: only after the last step); got {eval_every!r}")
-    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
-        raise ValueError(f"log_every must be an int >= 1; got {log_every!r}")
+    steps = validate.integer("steps", steps, lo=0)
+    eval_every = validate.integer("eval_every", eval_every, lo=0, meaning="0: only after the last step")
+    log_every = validate.positive_int("log_every", log_every)
+    progress_enabled(progress)  # a bad value is refused before any work
     for name, fn in (("batch_fn", batch_fn), ("loss_fn", loss_fn)):
         if not callable(fn):
             raise ValueError(f"{name} must be callable; got {fn!r}")
@@ -311,12 +269,7 @@ def train(
                 bar.set_postfix(loss=f"{min(losses):.3f}", **({} if E is None else {"training": len(training())}))
 
     start = time.perf_counter()
-    show = _progress_default() if progress is None else progress
-    bar = None
-    if show:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc=desc, leave=False)
+    bar = progress_bar(progress, total=steps, desc=desc)
     model.train()
     try:
         for n in range(steps):

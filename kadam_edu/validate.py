@@ -1,6 +1,6 @@
 """Argument checks: one place for "is this value allowed here?".
 
-Each check returns the value, normalised (numpy scalars become Python ones), or raises a
+Each check returns the value, normalized (numpy scalars become Python ones), or raises a
 ValueError that names the argument, says what is allowed and what was given::
 
     validate.positive_int("steps", 0)      # ValueError: steps must be a positive int; got 0
@@ -19,6 +19,9 @@ import math
 import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+
+import numpy as np
+import torch
 
 __all__ = [
     "MAX_SEED",
@@ -41,6 +44,10 @@ __all__ = [
     "seed",
     "boolean",
     "choice",
+    "positive_real",
+    "second_moment_decay",
+    "first_moment_decay",
+    "generator",
 ]
 
 #: The largest seed accepted: torch.manual_seed takes a signed 64-bit int.
@@ -48,7 +55,7 @@ MAX_SEED = 2**63 - 1
 
 
 class Check(ABC):
-    """A rule for one value. ``check(name, value)`` returns the value (normalised) or raises
+    """A rule for one value. ``check(name, value)`` returns the value (normalized) or raises
     ``ValueError("<name> must <rule>; got <value>")``.
 
     Subclasses give ``noun`` (one value: "a positive int") and ``nouns`` (several: "positive
@@ -72,7 +79,7 @@ class Check(ABC):
 
     @abstractmethod
     def __call__(self, name: str, value):
-        """The value, normalised; ValueError (via :meth:`fail`) if it breaks the rule."""
+        """The value, normalized; ValueError (via :meth:`fail`) if it breaks the rule."""
 
 
 def _is_int(value) -> bool:
@@ -199,7 +206,7 @@ class Real(_Worded):
 
 @dataclass(frozen=True)
 class Bool(Check):
-    """True or False (not 0/1, not "True")."""
+    """True or False (not 0/1, not "True"); a numpy bool is returned as a Python bool."""
 
     meaning: str = ""
 
@@ -210,9 +217,9 @@ class Bool(Check):
     nouns = "bools"
 
     def __call__(self, name: str, value) -> bool:
-        if not isinstance(value, bool):
+        if not isinstance(value, (bool, np.bool_)):
             self.fail(name, value)
-        return value
+        return bool(value)
 
 
 @dataclass(frozen=True)
@@ -349,34 +356,52 @@ class Dict(Check):
 
 
 # --------------------------------------------------------------------------- functions
-def integer(name: str, value, *, lo: int | None = None, hi: int | None = None) -> int:
+# ``meaning``: what the value is, added to the message in parentheses ("lr must be a finite
+# real > 0 (the learning rate); got 0.0").
+def integer(name: str, value, *, lo: int | None = None, hi: int | None = None, meaning: str = "") -> int:
     """An int in [lo, hi] (None: unbounded on that side)."""
-    return Int(lo, hi)(name, value)
+    return Int(lo, hi, meaning)(name, value)
 
 
-def positive_int(name: str, value) -> int:
+def positive_int(name: str, value, *, meaning: str = "") -> int:
     """An int >= 1."""
-    return Int(1)(name, value)
+    return Int(1, meaning=meaning)(name, value)
 
 
-def real(name: str, value, *, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
+def real(name: str, value, *, lo=None, hi=None, lo_open=False, hi_open=False, meaning: str = "") -> float:
     """A real number in the given bounds; +-inf allowed where the bounds allow it, NaN never."""
-    return float(Real(lo, hi, lo_open, hi_open, finite=False)(name, value))
+    return float(Real(lo, hi, lo_open, hi_open, finite=False, meaning=meaning)(name, value))
 
 
-def finite_real(name: str, value, *, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
+def finite_real(name: str, value, *, lo=None, hi=None, lo_open=False, hi_open=False, meaning: str = "") -> float:
     """A finite real number in the given bounds."""
-    return float(Real(lo, hi, lo_open, hi_open)(name, value))
+    return float(Real(lo, hi, lo_open, hi_open, meaning=meaning)(name, value))
 
 
-def decay(name: str, value) -> float:
-    """A decay rate in the open interval (0, 1), such as the paper's beta."""
-    return float(Real(0.0, 1.0, lo_open=True, hi_open=True)(name, value))
+def positive_real(name: str, value, *, meaning: str = "") -> float:
+    """A finite real number > 0 (a learning rate, a time step, a tolerance)."""
+    return finite_real(name, value, lo=0.0, lo_open=True, meaning=meaning)
 
 
-def probability(name: str, value) -> float:
+def decay(name: str, value, *, allow_zero: bool = False, meaning: str = "") -> float:
+    """A decay rate in the open interval (0, 1), such as the paper's beta; in [0, 1) with
+    ``allow_zero`` (the paper's gamma: gamma = 0 is RMSprop, no first moment)."""
+    return float(Real(0.0, 1.0, lo_open=not allow_zero, hi_open=True, meaning=meaning)(name, value))
+
+
+def second_moment_decay(name: str, value, *, allow_zero: bool = False) -> float:
+    """The paper's beta (torch's ``betas[1]``): a decay in (0, 1), or [0, 1) with ``allow_zero``."""
+    return decay(name, value, allow_zero=allow_zero, meaning="the paper's second-moment decay, torch's betas[1]")
+
+
+def first_moment_decay(name: str, value) -> float:
+    """The paper's gamma (torch's ``betas[0]``): a decay in [0, 1); gamma = 0 keeps no first moment."""
+    return decay(name, value, allow_zero=True, meaning="the paper's first-moment decay, torch's betas[0]")
+
+
+def probability(name: str, value, *, meaning: str = "") -> float:
     """A probability in [0, 1]."""
-    return float(Real(0.0, 1.0)(name, value))
+    return float(Real(0.0, 1.0, meaning=meaning)(name, value))
 
 
 def seed(name: str, value) -> int:
@@ -384,11 +409,25 @@ def seed(name: str, value) -> int:
     return Seed()(name, value)
 
 
-def boolean(name: str, value) -> bool:
-    """True or False."""
-    return Bool()(name, value)
+def boolean(name: str, value, *, meaning: str = "") -> bool:
+    """True or False (a numpy bool too, returned as a Python bool)."""
+    return Bool(meaning)(name, value)
 
 
-def choice(name: str, value, options):
+def choice(name: str, value, options, *, meaning: str = ""):
     """One of ``options``."""
-    return Choice(tuple(options))(name, value)
+    return Choice(tuple(options), meaning)(name, value)
+
+
+def generator(name: str, value, *, optional: bool = False, cpu: bool = False, meaning: str = ""):
+    """A ``torch.Generator``; None too if ``optional``; with ``cpu``, one on the CPU (so that a
+    seed gives the same draws on every device). Returned as it is."""
+    kind = "a seeded CPU torch.Generator, e.g. torch.Generator().manual_seed(0)" if cpu else "a torch.Generator"
+    rule = ("None or " if optional else "") + kind + _suffix(meaning)
+    if value is None and optional:
+        return None
+    if not isinstance(value, torch.Generator):
+        raise ValueError(f"{name} must be {rule}; got {value!r}")
+    if cpu and value.device.type != "cpu":
+        raise ValueError(f"{name} must be {rule}; got one on {value.device}")
+    return value

@@ -21,6 +21,8 @@ from typing import Callable
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from kadam_edu import validate
+
 
 def _ipywidgets():
     try:
@@ -93,14 +95,12 @@ def stability_explorer(beta=0.999, gamma=0.9, *, n_max=1000):
     """
     from kadam_edu import plots
 
-    for name, value in (("beta", beta), ("gamma", gamma)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.5 <= value <= 0.9999:
-            raise ValueError(f"{name} must be a number in [0.5, 0.9999] (the slider's range); got {value!r}")
-    if isinstance(n_max, bool) or not isinstance(n_max, int) or n_max < 1:
-        raise ValueError(f"n_max must be an integer >= 1; got {n_max!r}")
+    beta, gamma = (validate.finite_real(name, value, lo=0.5, hi=0.9999, meaning="the slider's range")
+                   for name, value in (("beta", beta), ("gamma", gamma)))
+    n_max = validate.positive_int("n_max", n_max)
     controls = {
-        "beta": float_slider("beta (2nd moment)", float(beta), 0.5, 0.9999, 0.0001),
-        "gamma": float_slider("gamma (1st moment)", float(gamma), 0.5, 0.9999, 0.0001),
+        "beta": float_slider("beta (2nd moment)", beta, 0.5, 0.9999, 0.0001),
+        "gamma": float_slider("gamma (1st moment)", gamma, 0.5, 0.9999, 0.0001),
     }
     return explorer(plots.stability_view, controls, fixed={"n_max": n_max})
 
@@ -112,12 +112,9 @@ def levels_explorer(k=2, strategy="inverse_exp", beta=0.999, gamma=0.9, *, k_max
     from kadam_edu import plots
     from kadam_edu.optim import STRATEGIES
 
-    if isinstance(k_max, bool) or not isinstance(k_max, int) or k_max < 1:
-        raise ValueError(f"k_max must be a positive int; got {k_max!r}")
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= k_max:
-        raise ValueError(f"k must be an int in 1..k_max={k_max}; got {k!r}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {list(STRATEGIES)} (Section 4.2); got {strategy!r}")
+    k_max = validate.positive_int("k_max", k_max)
+    k = validate.integer("k", k, lo=1, hi=k_max, meaning="up to k_max")
+    strategy = validate.choice("strategy", strategy, STRATEGIES, meaning="Section 4.2")
     w = _ipywidgets()
     controls = {
         "k": w.IntSlider(value=k, min=1, max=k_max, step=1, description="k (levels)", continuous_update=False,
@@ -163,8 +160,7 @@ def kernel_explorer(beta=0.999, gamma=0.9, steps=300, noise=0.3):
     """
     from kadam_edu import plots
 
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 20 <= steps <= 1000:
-        raise ValueError(f"steps must be an int in [20, 1000] (the slider's range); got {steps!r}")
+    steps = validate.integer("steps", steps, lo=20, hi=1000, meaning="the slider's range")
     w = _ipywidgets()
     controls = {
         "beta": float_slider("beta (2nd moment)", float(beta), 0.5, 0.9999, 0.0001),

@@ -189,13 +189,13 @@ def test_eq12_and_eq8_predict_the_norm_of_a_scale_invariant_weight():
 
 # --------------------------------------------------------------------------- bad input
 BAD = [
-    (dict(substeps=0), "substeps must be an int >= 1"),
-    (dict(lr=0.0), "lr must be finite and > 0"),
-    (dict(steps=-1), "steps must be an int >= 0"),
-    (dict(p=0.0), "p must be finite and > 0"),
-    (dict(beta=1.0), r"beta must lie in \(0, 1\)"),
-    (dict(gamma=1.0), r"gamma must lie in \[0, 1\)"),
-    (dict(weight_decay=-1.0), "weight_decay must be >= 0"),
+    (dict(substeps=0), "substeps must be a positive int; got 0"),
+    (dict(lr=0.0), "lr must be a finite real > 0; got 0.0"),
+    (dict(steps=-1), "steps must be a non-negative int; got -1"),
+    (dict(p=0.0), "p must be a finite real > 0; got 0.0"),
+    (dict(beta=1.0), r"beta must be a real in \(0, 1\) \(the paper's second-moment decay.*\); got 1.0"),
+    (dict(gamma=1.0), r"gamma must be a real in \[0, 1\) \(the paper's first-moment decay.*\); got 1.0"),
+    (dict(weight_decay=-1.0), "weight_decay must be a real >= 0; got -1.0"),
     (dict(method="rk4"), "method must be one of"),
     (dict(record=[99]), "record must be indices"),
 ]
@@ -215,7 +215,16 @@ def test_bad_model_and_signal():
         ct.solve_adam_ode(torch.zeros(2, 2), lambda t, n: t.sum(), steps=1, lr=1e-2, beta=0.9, gamma=0.5)
     with pytest.raises(ValueError, match="loss_fn must be callable"):
         ct.discrete_adam_trajectory(torch.zeros(2), None, steps=1, lr=1e-2, beta=0.9, gamma=0.5)
-    with pytest.raises(ValueError, match=r"alpha must lie in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"alpha must be a real in \(0, 1\) \(a moving-average decay\); got 1.0"):
         ct.kernel(0.0, 1.0, 1.0, lr=1e-2)
     with pytest.raises(ValueError, match="leading time axis"):
         ct.continuous_ema(np.zeros(0), 0.9, lr=1e-2)
+
+
+def test_continuous_update_names_the_decay_that_is_wrong():
+    """gamma is checked as gamma (not as the alpha of the EMA it feeds), before any work."""
+    g = np.ones(4)
+    with pytest.raises(ValueError, match=r"^gamma must be a real in \[0, 1\) .*; got 1.5$"):
+        ct.continuous_update(g, beta=0.99, gamma=1.5, lr=1e-2)
+    with pytest.raises(ValueError, match=r"^beta must be a real in \(0, 1\) .*; got 0.0$"):
+        ct.continuous_update(g, beta=0.0, gamma=0.9, lr=1e-2)

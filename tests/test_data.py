@@ -20,6 +20,9 @@ import pytest
 import torch
 
 from kadam_edu import data
+from kadam_edu.data import cifar as data_cifar
+from kadam_edu.data import download as data_download
+from kadam_edu.data import shakespeare as data_shakespeare
 from kadam_edu.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -78,7 +81,7 @@ def no_writes(monkeypatch):
         raise AssertionError("kadam_edu.data tried to write or download")
 
     monkeypatch.setattr(urllib.request, "urlopen", forbidden)
-    monkeypatch.setattr(data.tempfile, "mkstemp", forbidden)
+    monkeypatch.setattr(data_download.tempfile, "mkstemp", forbidden)
 
 
 def read_only(monkeypatch, directory: Path):
@@ -87,9 +90,9 @@ def read_only(monkeypatch, directory: Path):
     for p in sorted([directory, *directory.rglob("*")], reverse=True):
         p.chmod(0o555 if p.is_dir() else 0o444)
     if os.access(directory, os.W_OK):  # root
-        real = data._writable_dir
+        real = data_download._writable_dir
         monkeypatch.setattr(
-            data, "_writable_dir", lambda d: False if Path(d).resolve().is_relative_to(directory.resolve()) else real(d)
+            data_download, "_writable_dir", lambda d: False if Path(d).resolve().is_relative_to(directory.resolve()) else real(d)
         )
 
 
@@ -126,7 +129,7 @@ def test_shakespeare_cache_is_cheap_and_isolated(corpus):
     assert torch.equal(again.train, corpus.train) and again.chars == corpus.chars
     again.train[:10] = 0  # a caller editing its copy must not change later loads
     assert torch.equal(load_shakespeare(shakespeare_root()).train[:10], corpus.train[:10])
-    assert data._char_tokens.cache_info().hits >= 2
+    assert data_shakespeare._char_tokens.cache_info().hits >= 2
 
 
 def test_get_batch_shapes_shift_and_seed(corpus):
@@ -342,7 +345,7 @@ def test_fetch_failure_midway_removes_temp(tmp_path, monkeypatch):
         (dict(path=None), "path must be"),
         (dict(sha256="abc"), "sha256 must be None or a 64-character hex digest"),
         (dict(md5="z" * 32), "md5 must be None or a 32-character hex digest"),
-        (dict(size=-1), "size must be a non-negative int"),
+        (dict(size=-1), r"size must be None or a non-negative int \(bytes\); got -1"),
         (dict(download="yes"), "download must be True or False"),
     ],
 )
@@ -379,8 +382,8 @@ def make_cifar_archive(path: Path, n: int = 20, seed: int = 0) -> dict:
 def tiny_cifar(tmp_path, monkeypatch):
     root = tmp_path / "root"
     archive = make_cifar_archive(root / "cifar-10" / "cifar-10-python.tar.gz")
-    monkeypatch.setattr(data, "CIFAR10_MD5", archive["md5"])
-    monkeypatch.setattr(data, "CIFAR10_SIZE", archive["size"])
+    monkeypatch.setattr(data_cifar, "CIFAR10_MD5", archive["md5"])
+    monkeypatch.setattr(data_cifar, "CIFAR10_SIZE", archive["size"])
     return dict(root=root, **archive)
 
 
@@ -411,7 +414,7 @@ def test_load_tiny_cifar(tiny_cifar, no_writes):
 
 def test_cifar_downloads_via_fetch(tmp_path, tiny_cifar, monkeypatch):
     src = tiny_cifar["root"] / "cifar-10" / "cifar-10-python.tar.gz"
-    monkeypatch.setattr(data, "CIFAR10_URL", src.as_uri())
+    monkeypatch.setattr(data_cifar, "CIFAR10_URL", src.as_uri())
     root = tmp_path / "fresh"
     d = load_cifar10(root)
     assert d.train_x.shape == (100, 3, 32, 32)
@@ -465,7 +468,7 @@ def test_synthetic_cifar10():
     assert d.train_x.shape == (2000, 3, 32, 32) and d.test_x.shape == (500, 3, 32, 32)
     assert d.train_x.dtype == torch.float32 and d.train_y.dtype == torch.int64
     assert torch.bincount(d.train_y, minlength=10).tolist() == [200] * 10
-    # Normalised like CIFAR-10: pixels are uint8 levels, channel statistics near (0, 1).
+    # Normalized like CIFAR-10: pixels are uint8 levels, channel statistics near (0, 1).
     pixels = denormalize(d.train_x) * 255
     assert torch.allclose(pixels, pixels.round(), atol=1e-3) and pixels.min() >= -1e-3
     assert d.train_x.mean().abs() < 0.2 and 0.5 < d.train_x.std() < 1.5
@@ -592,3 +595,15 @@ def test_image_batches_bad_inputs(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         image_batches(args.pop("data"), **args)  # raised at the call, not at the first next()
+
+
+# --------------------------------------------------------------------------- the package
+def test_the_package_re_exports_every_public_name_of_its_modules():
+    """``kadam_edu.data.X`` and ``from kadam_edu.data import X`` keep working for every name the
+    three modules define (the same objects, so a patch of the defining module is what callers see)."""
+    for module in (data_download, data_shakespeare, data_cifar):
+        for name in module.__all__:
+            assert getattr(data, name) is getattr(module, name), name
+    assert sorted(data.__all__) == sorted(data_shakespeare.__all__ + data_cifar.__all__ + [
+        n for n in data_download.__all__ if n != "ENV_VAR"])
+    assert data.ENV_VAR == "KADAM_EDU_DATA"

@@ -1,5 +1,7 @@
 """Adam's discrete moving averages (kadam_edu.ema) against closed forms and against KAdam itself."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -79,21 +81,22 @@ def test_sample_gradients_is_seeded():
     np.testing.assert_allclose(clean, [1.0, 3.0, 1.0, -1.0], atol=1e-12)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: ema.discrete_ema([1.0, 2.0], 1.0),
-    lambda: ema.discrete_ema([1.0, 2.0], -0.1),
-    lambda: ema.discrete_ema([], 0.9),
-    lambda: ema.discrete_ema(3.0, 0.9),
-    lambda: ema.discrete_update([1.0], beta=1.0, gamma=0.9),
-    lambda: ema.discrete_update([1.0], beta=0.999, gamma=1.0),
-    lambda: ema.discrete_update([1.0], beta=0.999, gamma=0.9, eps=-1.0),
-    lambda: ema.discrete_weights(0.9, [-1]),
-    lambda: ema.discrete_weights(True, [1]),
-    lambda: ema.sample_gradients(0),
-    lambda: ema.sample_gradients(10, noise=-1.0),
-    lambda: ema.sample_gradients(10, period=0.0),
-    lambda: ema.sample_gradients(10, seed=1.5),
+@pytest.mark.parametrize("call, match", [
+    (lambda: ema.discrete_ema([1.0, 2.0], 1.0), r"^alpha must be a real in \[0, 1\) \(a moving-average decay\); got 1.0$"),
+    (lambda: ema.discrete_ema([1.0, 2.0], -0.1), r"^alpha must be a real in \[0, 1\) .*; got -0.1$"),
+    (lambda: ema.discrete_ema([], 0.9), "^x must have a leading time axis"),
+    (lambda: ema.discrete_ema(3.0, 0.9), "^x must have a leading time axis"),
+    (lambda: ema.discrete_update([1.0], beta=1.0, gamma=0.9), r"^beta must be a real in \(0, 1\) .*; got 1.0$"),
+    (lambda: ema.discrete_update([1.0], beta=0.999, gamma=1.0), r"^gamma must be a real in \[0, 1\) .*; got 1.0$"),
+    (lambda: ema.discrete_update([1.0], beta=0.999, gamma=0.9, eps=-1.0), "^eps must be a real >= 0; got -1.0$"),
+    (lambda: ema.discrete_weights(0.9, [-1]), "^lags must be finite and >= 0"),
+    (lambda: ema.discrete_weights(True, [1]), r"^alpha must be a real in \[0, 1\) .*; got True$"),
+    (lambda: ema.sample_gradients(0), "^steps must be a positive int; got 0$"),
+    (lambda: ema.sample_gradients(10, noise=-1.0), "^noise must be a finite real >= 0; got -1.0$"),
+    (lambda: ema.sample_gradients(10, period=0.0), r"^period must be a finite real > 0 \(in steps\); got 0.0$"),
+    (lambda: ema.sample_gradients(10, mean=math.inf), "^mean must be a finite real; got inf$"),
+    (lambda: ema.sample_gradients(10, seed=1.5), "^seed must be a non-negative int .*; got 1.5$"),
 ])
-def test_bad_input_raises(call):
-    with pytest.raises(ValueError):
+def test_bad_input_raises(call, match):
+    with pytest.raises(ValueError, match=match):
         call()

@@ -218,3 +218,16 @@ def test_helpers():
     mu = np.exp(0.1 * np.arange(20))
     assert noise.fitted_log_slope(mu, 5) == pytest.approx(0.1)
     assert noise.fitted_log_slope(mu[:3], 2) is None
+
+
+def test_rule_messages_say_what_is_allowed_and_what_was_given():
+    args = dict(lr=1e-3, beta=0.999, gamma=0.9, eps=1e-8)
+    with pytest.raises(ValueError, match=r"^kappa must be a finite real > 0 \(the batch-size multiplier\); got 0.0$"):
+        scaling.square_root_rule(0.0, **args)
+    with pytest.raises(ValueError, match=r"^beta must be a real in \[0, 1\) \(the paper's second-moment decay, "
+                                         r"torch's betas\[1\]\); got 1.0$"):
+        scaling.linear_rule(2.0, **{**args, "beta": 1.0})
+    with pytest.raises(ValueError, match=r"^eps must be a finite real >= 0; got -1e-08$"):
+        scaling.square_root_rule(2.0, **{**args, "eps": -1e-8})
+    with pytest.raises(ValueError, match=r"^steps must be a non-negative int; got 2.5$"):
+        scaling.scaled_steps(2.5, 2.0)

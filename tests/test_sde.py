@@ -270,3 +270,22 @@ def test_bad_input_is_refused():
     b = sde.discrete_adam(PROBLEM, [1.0, 2.0], lr=0.3, beta=0.9, gamma=0.9, sigma=1.0, steps=2, paths=2)
     with pytest.raises(ValueError, match="share no record time"):
         sde.moment_errors(a, b)
+
+
+def test_bad_input_messages_say_what_is_allowed_and_what_was_given():
+    f = lambda t, x: x  # noqa: E731
+    with pytest.raises(ValueError, match=r"^dt must be a finite real > 0 \(the time step\); got 0.0$"):
+        sde.euler_maruyama(f, f, np.zeros((2, 1)), dt=0.0, steps=3)
+    with pytest.raises(ValueError, match=r"^beta must be a real in \[0, 1\) \(the paper's second-moment decay, "
+                                         r"torch's betas\[1\]\); got 1.0$"):
+        sde.sde_constants(lr=0.1, beta=1.0, gamma=0.9, sigma=1.0)
+    with pytest.raises(ValueError, match=r"^sigma must be a finite real >= 0 \(noise multiplier, 1/sqrt\(batch size\)\); "
+                                         r"got -1.0$"):
+        sde.sde_constants(lr=0.1, beta=0.9, gamma=0.9, sigma=-1.0)
+    kw = dict(c1=10.0, c2=1.0, sigma0=1.0, dt=0.01, paths=2)
+    with pytest.raises(ValueError, match="^steps must be a non-negative int; got -1$"):
+        sde.adam_sde(PROBLEM, [1.0, 2.0], steps=-1, **kw)
+    with pytest.raises(ValueError, match=r"^seed must be a non-negative int <= 2\*\*63 - 1 .*; got -1$"):
+        sde.adam_sde(PROBLEM, [1.0, 2.0], steps=1, seed=-1, **kw)
+    with pytest.raises(ValueError, match="^substeps must be a positive int; got 0$"):
+        sde.discrete_adam(PROBLEM, [1.0, 2.0], lr=0.1, beta=0.9, gamma=0.9, sigma=1.0, steps=1, paths=2, substeps=0)

@@ -463,3 +463,40 @@ def test_eos_quadratic_view_and_explorer():
         widgets.eos_quadratic_explorer(lr=5.0)
     with pytest.raises(ValueError):
         widgets.eos_quadratic_explorer(steps=0)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(method="qr"), r"^method must be one of \['lanczos', 'power'\]; got 'qr'$"),
+    (dict(iters=0), "^iters must be a positive int; got 0$"),
+    (dict(generator=0), "^generator must be None or a torch.Generator; got 0$"),
+    (dict(mode="sideways"), r"^mode must be one of \['reverse', 'forward'\]; got 'sideways'$"),
+])
+def test_sharpness_refuses_bad_arguments_before_any_hessian_work(kw, match):
+    model = mlp()
+    x, y = mlp_data()
+    calls = []
+
+    def loss_fn(m):
+        calls.append(1)
+        return mlp_loss(x, y)(m)
+
+    good = {k: torch.ones_like(p) for k, p in model.named_parameters()}
+    with pytest.raises(ValueError, match=match):
+        sharpness(model, loss_fn, **kw)
+    with pytest.raises(ValueError, match=match):
+        preconditioned_sharpness(model, loss_fn, good, **kw)
+    assert calls == []  # the loss was never evaluated: no graph built
+
+
+def test_eigen_solvers_name_the_bad_argument():
+    A = torch.eye(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^tol must be a finite real > 0; got 0.0$"):
+        power_iteration(lambda v: A @ v, 3, tol=0.0)
+    with pytest.raises(ValueError, match="^dim must be a positive int; got 0$"):
+        lanczos(lambda v: A @ v, 0)
+    with pytest.raises(ValueError, match="^k must be a positive int; got 0$"):
+        lanczos(lambda v: A @ v, 3, k=0)
+    with pytest.raises(ValueError, match=r"^eps must be a finite real >= 0; got -1.0$"):
+        adam_on_quadratic(np.eye(2), lr=1e-2, eps=-1.0)
+    with pytest.raises(ValueError, match=r"^gamma must be a real in \[0, 1\) .*; got 1.0$"):
+        adam_on_quadratic(np.eye(2), lr=1e-2, gamma=1.0)

@@ -9,7 +9,7 @@ import torch
 
 from kadam_edu import KAdam, bounds
 from kadam_edu.scale import SCALES, pick_device, resolve_scale, seed_everything
-from kadam_edu.train import TrainRecord, annealed, constant, train, warmup_cosine
+from kadam_edu.train import annealed, constant, train, warmup_cosine
 
 
 def regression(seed=0):
@@ -51,8 +51,8 @@ def test_annealed_is_eq15():
     "make,message",
     [
         (lambda: warmup_cosine(lr=1e-3, warmup=10, total=5, min_lr=0.0), "warmup < total"),
-        (lambda: warmup_cosine(lr=-1.0, warmup=1, total=5, min_lr=0.0), "lr must be a finite number >= 0"),
-        (lambda: constant(float("nan")), "lr must be a finite number"),
+        (lambda: warmup_cosine(lr=-1.0, warmup=1, total=5, min_lr=0.0), "lr must be a finite real >= 0; got -1.0"),
+        (lambda: constant(float("nan")), "lr must be a finite real >= 0; got nan"),
         (lambda: annealed(lr=1e-3, beta=1.0, gamma=0.9), r"beta must lie in \(0, 1\)"),
     ],
 )
@@ -116,17 +116,14 @@ def test_train_records_what_the_figures_need():
     assert cos[5] == pytest.approx(G[5] @ Wm / np.linalg.norm(G[5]) / np.linalg.norm(Wm))
 
 
-def test_same_seed_repeats_exactly_and_record_round_trips():
+def test_same_seed_repeats_exactly():
     recs = []
     for _ in range(2):
         model, batch_fn, loss_fn, _ = regression(seed=3)
         recs.append(train(model, KAdam(model.parameters(), lr=1e-2), batch_fn, loss_fn, steps=20,
                           watch={"w": lambda m=model: m[0].weight}, record_values=True))
     assert np.array_equal(recs[0].loss, recs[1].loss) and np.array_equal(recs[0].max_update, recs[1].max_update)
-    back = TrainRecord.from_arrays(recs[0].to_arrays(prefix="run0/"), prefix="run0/")
-    for name in ("loss", "lr", "max_update", "level_max_updates", "eval_steps", "eval_loss"):
-        assert np.array_equal(getattr(back, name), getattr(recs[0], name))
-    assert np.array_equal(back.values["w"], recs[0].values["w"]) and back.diverged_at is None
+    assert np.array_equal(recs[0].values["w"], recs[1].values["w"])
 
 
 def logistic(seed=0):
@@ -161,10 +158,14 @@ def test_a_diverging_run_stops_cleanly_with_finite_records():
 def test_bad_train_input():
     model, batch_fn, loss_fn, _ = regression()
     opt = KAdam(model.parameters())
-    with pytest.raises(ValueError, match="steps must be an int >= 0"):
+    with pytest.raises(ValueError, match="steps must be a non-negative int; got -1"):
         train(model, opt, batch_fn, loss_fn, steps=-1)
-    with pytest.raises(ValueError, match="eval_every must be an int >= 0"):
+    with pytest.raises(ValueError, match=r"eval_every must be a non-negative int \(0: only after the last step\); got 1.5"):
         train(model, opt, batch_fn, loss_fn, steps=1, eval_every=1.5)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="progress must be True or False; got 1"):
+        train(model, opt, batch_fn, loss_fn, steps=1, progress=1)
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))  # refused before any step
     with pytest.raises(ValueError, match="loss_fn must be callable"):
         train(model, opt, batch_fn, None, steps=1)
     rec = train(model, opt, batch_fn, loss_fn, steps=2, watch={"x": lambda: model[0].weight[0]}, record_values=True)

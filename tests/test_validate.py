@@ -1,4 +1,4 @@
-"""kadam_edu.validate: the generic argument checks (values, messages, normalisation)."""
+"""kadam_edu.validate: the generic argument checks (values, messages, normalization)."""
 
 import ast
 import math
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from kadam_edu import validate
 from kadam_edu.validate import MAX_SEED, Bool, Choice, Dict, Int, ListOf, Optional, Pair, Real, Seed
@@ -40,7 +41,7 @@ GOOD = [
 
 
 @pytest.mark.parametrize("fn, _, value, expected", GOOD)
-def test_good_values_pass_normalised(fn, _, value, expected):
+def test_good_values_pass_normalized(fn, _, value, expected):
     out = fn("x", value)
     assert out == expected and type(out) is type(expected)
 
@@ -129,3 +130,81 @@ def test_real_keeps_python_ints_and_says_what_it_means():
     with pytest.raises(ValueError, match=r"lr must be a finite real > 0 \(the learning rate\); got -1"):
         lr("lr", -1)
     assert Real(0, 1, hi_open=True).noun == "a real in [0, 1)"
+
+
+# --------------------------------------------------------------------------- what the modules share
+GOOD_SHARED = [
+    (validate.positive_real, {}, np.float32(0.5), 0.5),
+    (validate.positive_real, {}, 3, 3.0),
+    (validate.decay, dict(allow_zero=True), 0, 0.0),
+    (validate.decay, dict(allow_zero=True), 0.9, 0.9),
+    (validate.boolean, {}, np.bool_(True), True),
+    (validate.integer, dict(lo=0, meaning="steps"), np.int64(0), 0),
+    (validate.second_moment_decay, {}, np.float64(0.999), 0.999),
+    (validate.second_moment_decay, dict(allow_zero=True), 0.0, 0.0),
+    (validate.first_moment_decay, {}, 0, 0.0),
+]
+
+
+@pytest.mark.parametrize("fn, kw, value, expected", GOOD_SHARED)
+def test_shared_checks_pass_good_values_normalized(fn, kw, value, expected):
+    out = fn("x", value, **kw)
+    assert out == expected and type(out) is type(expected)
+
+
+BAD_SHARED = [
+    (validate.positive_real, {}, 0.0, "x must be a finite real > 0; got 0.0"),
+    (validate.positive_real, {}, math.inf, "x must be a finite real > 0; got inf"),
+    (validate.positive_real, {}, True, "x must be a finite real > 0; got True"),
+    (validate.positive_real, dict(meaning="the learning rate"), -1, r"x must be a finite real > 0 \(the learning rate\); got -1"),
+    (validate.decay, dict(allow_zero=True), 1.0, r"x must be a real in \[0, 1\); got 1.0"),
+    (validate.decay, dict(allow_zero=True), -0.1, r"x must be a real in \[0, 1\); got -0.1"),
+    (validate.decay, dict(meaning="second-moment decay"), 0.0,
+     r"x must be a real in \(0, 1\) \(second-moment decay\); got 0.0"),
+    (validate.integer, dict(lo=0, meaning="steps"), -1, r"x must be a non-negative int \(steps\); got -1"),
+    (validate.positive_int, dict(meaning="the number of models E"), 0,
+     r"x must be a positive int \(the number of models E\); got 0"),
+    (validate.real, dict(lo=0, meaning="a weight decay"), -1.0, r"x must be a real >= 0 \(a weight decay\); got -1.0"),
+    (validate.finite_real, dict(lo=0, hi=1, hi_open=True, meaning="a probability"), 1.0,
+     r"x must be a real in \[0, 1\) \(a probability\); got 1.0"),
+    (validate.probability, dict(meaning="of a flip"), 2.0, r"x must be a real in \[0, 1\] \(of a flip\); got 2.0"),
+    (validate.boolean, dict(meaning="flip images"), 0, r"x must be True or False \(flip images\); got 0"),
+    (validate.second_moment_decay, {}, 0.0,
+     r"x must be a real in \(0, 1\) \(the paper's second-moment decay, torch's betas\[1\]\); got 0.0"),
+    (validate.second_moment_decay, dict(allow_zero=True), 1.0, r"x must be a real in \[0, 1\) \(.*\); got 1.0"),
+    (validate.first_moment_decay, {}, 1.0,
+     r"x must be a real in \[0, 1\) \(the paper's first-moment decay, torch's betas\[0\]\); got 1.0"),
+    (validate.first_moment_decay, {}, "0.9", r"x must be a real in \[0, 1\) \(.*\); got '0.9'"),
+    (validate.choice, dict(options=("a", "b"), meaning="Section 4.2"), "c",
+     r"x must be one of \['a', 'b'\] \(Section 4.2\); got 'c'"),
+]
+
+
+@pytest.mark.parametrize("fn, kw, value, match", BAD_SHARED)
+def test_shared_checks_name_the_argument_the_rule_and_the_value(fn, kw, value, match):
+    with pytest.raises(ValueError, match=f"^{match}$"):
+        fn("x", value, **kw)
+
+
+def test_generator_is_a_torch_generator_optionally_none_or_on_the_cpu():
+    gen = torch.Generator().manual_seed(0)
+    assert validate.generator("generator", gen) is gen
+    assert validate.generator("generator", gen, cpu=True) is gen
+    assert validate.generator("generator", None, optional=True) is None
+    with pytest.raises(ValueError, match=r"^generator must be a torch.Generator; got None$"):
+        validate.generator("generator", None)
+    with pytest.raises(ValueError, match=r"^generator must be None or a torch.Generator; got 0$"):
+        validate.generator("generator", 0, optional=True)
+    with pytest.raises(ValueError, match=r"^gen must be a seeded CPU torch.Generator, e.g. "
+                                         r"torch.Generator\(\).manual_seed\(0\); got 'seed'$"):
+        validate.generator("gen", "seed", cpu=True)
+
+    class CudaGenerator(torch.Generator):  # a stand-in: no CUDA device is needed to test the refusal
+        @property
+        def device(self):
+            return torch.device("cuda", 0)
+
+    with pytest.raises(ValueError, match=r"^gen must be a seeded CPU torch.Generator.*\(drawn on the CPU\); "
+                                         r"got one on cuda:0$"):
+        validate.generator("gen", CudaGenerator(), cpu=True, meaning="drawn on the CPU")
+    assert isinstance(validate.generator("gen", CudaGenerator()), CudaGenerator)  # any device without cpu=True
