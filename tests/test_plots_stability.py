@@ -1,4 +1,4 @@
-"""Chapter 2's views: plots.stability_view, plots.curves_map and widgets.stability_explorer.
+"""kadam_edu.plots.stability: stability_view, curves_map, bound_ratio, and widgets.stability_explorer.
 
 The drawn curves are checked against formulas written out here (Eq. 5 and the exact discrete
 bound), not against the library functions the view calls.
