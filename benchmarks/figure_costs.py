@@ -3,15 +3,15 @@
     python benchmarks/figure_costs.py --scales smoke cpu [--figures fig1 fig3] [--out results/costs]
     python benchmarks/figure_costs.py --scales smoke cpu --kind book    # only the book's extra experiments
 
-Writes kadam_edu/experiments/costs.json (merged with what is there), saves each result and
-its PNG under --out, and prints a table. Run it on an otherwise idle machine: the numbers are
+Records the wall times in kadam_edu/experiments/costs.json (``experiments.record_costs``: merged
+with what is there, written at once after each scale), saves each result and its PNG under --out,
+and prints a table. Run it on an otherwise idle machine: the numbers are
 what a reader of the book waits for.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -23,8 +23,6 @@ from kadam_edu import experiments, plots
 from kadam_edu.experiments import FIGURES
 from kadam_edu.scale import SCALES
 
-COSTS = Path(experiments.__file__).parent / "costs.json"
-
 
 def _fmt(seconds: float) -> str:
     if seconds < 10:
@@ -35,7 +33,7 @@ def _fmt(seconds: float) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scales", nargs="+", default=["smoke"], choices=SCALES)
-    names = sorted(FIGURES, key=experiments._order)
+    names = experiments.ordered(FIGURES)
     ap.add_argument("--figures", nargs="+", choices=names, metavar="NAME",
                     help=f"the names to measure (default: all, or those of --kind): {' '.join(names)}")
     ap.add_argument("--kind", choices=["paper", "book"], default=None,
@@ -47,13 +45,10 @@ def main(argv=None):
     elif args.kind is not None:
         args.figures = [n for n in args.figures if FIGURES[n].kind == args.kind]
     os.environ.setdefault("KADAM_PROGRESS", "0")
-    costs = json.loads(COSTS.read_text()) if COSTS.exists() else {}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {device}, torch {torch.__version__}"
-    if not costs.get("_machine", "").startswith(machine):  # keep the notes recorded for this same machine
-        costs["_machine"] = machine
     for scale in args.scales:
-        total = 0.0
+        total, measured = 0.0, {}
         for name in args.figures:
             t0 = time.perf_counter()
             result = experiments.reproduce(name, scale, progress=False)
@@ -62,10 +57,10 @@ def main(argv=None):
             out = Path(args.out) / scale
             result.save(out)
             plots.plot(result).savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
-            costs.setdefault(name, {})[scale] = _fmt(seconds)
+            measured[name] = {scale: _fmt(seconds)}
             print(f"{scale:6s} {name:6s} {seconds:8.1f} s", flush=True)
         print(f"{scale:6s} total  {total:8.1f} s")
-        COSTS.write_text(json.dumps(costs, indent=1, sort_keys=True) + "\n")
+        experiments.record_costs(measured, machine=machine)  # keeps the notes recorded for this same machine
 
 
 if __name__ == "__main__":

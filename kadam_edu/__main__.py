@@ -49,31 +49,25 @@ def _override(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _costs() -> dict:
-    path = Path(__file__).parent / "experiments" / "costs.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def cmd_list(args) -> int:
-    from kadam_edu.experiments import COST_MACHINE, FIGURES, _order, estimate
+    from kadam_edu.experiments import COST_MACHINE, FIGURES, costs, estimate, ordered
     from kadam_edu.experiments.estimate import DEVICES, reference_file
     from kadam_edu.scale import format_seconds
 
-    costs = _costs()
-    names = sorted(FIGURES, key=_order)
+    names = ordered(FIGURES)
     width = max(len("figure"), *map(len, names))
     print(f"{'figure':{width}s}  {'from':9s} {'smoke':>8s} {'cpu':>8s} {'gpu (T4 est.)':>13s}  sweep  title")
     measured = False
     for name in names:
         f = FIGURES[name]
-        c = costs.get(name, {})
+        c = f.cost
         e = estimate(name, "gpu", "t4")
         gpu = format_seconds(e["seconds"]) + ("*" if e["basis"] != "estimated" else "")
         measured |= e["basis"] != "estimated"
         print(f"{name:{width}s}  {f.label:9s} {c.get('smoke', '?'):>8s} {c.get('cpu', '?'):>8s} {gpu:>13s}  "
               f"{'yes' if f.sweep else 'no ':5s}  {f.title}")
     print("\nfrom: 'paper' = a figure of Gould & Tanaka (2024); 'book chN' = an extra experiment of the book's Chapter N")
-    print(f"smoke, cpu: wall time measured on {costs.get('_machine', COST_MACHINE)}")
+    print(f"smoke, cpu: wall time measured on {costs().get('_machine', COST_MACHINE)}")
     print(f"gpu: estimated for one {DEVICES['t4'].name} (16 GB) by kadam_edu.experiments.estimate from counted FLOPs, "
           "bytes and kernel launches, no GPU run behind it; paper: experiments.estimate(name, 'paper')")
     if measured:
@@ -190,7 +184,7 @@ def _run_kwargs(args) -> dict:
         takes = [n for n in experiments.FIGURES if "paired" in inspect.signature(experiments.get(n)).parameters]
         if args.figure in experiments.FIGURES and args.figure not in takes:
             raise ValueError(f"--paired: {args.figure} has no sweep points to pair; the experiments that take it: "
-                             f"{', '.join(sorted(takes, key=experiments._order))}")
+                             f"{', '.join(experiments.ordered(takes))}")
         out["paired"] = True
     return out
 

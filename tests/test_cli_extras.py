@@ -1,7 +1,6 @@
 """The book's extra experiments in the registry and the CLI: list, reproduce at smoke scale, shards."""
 
 import json
-from pathlib import Path
 
 import pytest
 from matplotlib.figure import Figure
@@ -9,6 +8,7 @@ from matplotlib.figure import Figure
 from kadam_edu import experiments, plots
 from kadam_edu.__main__ import main
 from kadam_edu.experiments import FIGURES, Result, merge
+from kadam_edu.scale import format_seconds
 
 PAPER = ["fig1", "fig2", "fig3", "fig4", "fig5", "fig7", "fig9", "fig10", "fig11", "fig12"]
 BOOK = ["level_bounds", "noise_sde", "noise_batch_scaling", "noise_stability", "eos"]  # chapter order
@@ -16,12 +16,14 @@ NOT_SWEEPS = [n for n in BOOK if not FIGURES[n].sweep]
 
 
 def test_registry_holds_paper_figures_then_book_extras_in_chapter_order():
-    assert sorted(FIGURES, key=experiments._order) == PAPER + BOOK
+    assert experiments.ordered(FIGURES) == PAPER + BOOK
     assert [FIGURES[n].kind for n in PAPER] == ["paper"] * len(PAPER)
     assert [(FIGURES[n].kind, FIGURES[n].chapter) for n in BOOK] == [("book", 4), ("book", 5), ("book", 5),
                                                                      ("book", 5), ("book", 6)]
     for name, f in FIGURES.items():
-        assert name in plots.PLOTTERS, name  # every registered name has a plot under its result name
+        plot = f.plotter()  # every registered name has its plot function in kadam_edu.plots
+        assert callable(plot) and plot is getattr(plots, f.plot or name), name
+        assert plot.__module__ == "kadam_edu.plots" or plot.__module__.startswith("kadam_edu.plots."), name
         assert callable(f.function())
         if f.sweep:
             assert f.takes_shard(), name
@@ -30,21 +32,58 @@ def test_registry_holds_paper_figures_then_book_extras_in_chapter_order():
 
 def test_order_takes_any_name():
     names = ["zzz", "eos", "fig10", "fig2", "noise_sde", "fig", "figX", "level_bounds", "fig6"]
-    assert sorted(names, key=experiments._order) == ["fig2", "fig6", "fig10", "level_bounds", "noise_sde", "eos",
-                                                     "fig", "figX", "zzz"]
+    assert experiments.ordered(names) == ["fig2", "fig6", "fig10", "level_bounds", "noise_sde", "eos",
+                                          "fig", "figX", "zzz"]
+    assert names[0] == "zzz"  # ordered returns a new list
+
+
+def _list_rows(capsys) -> tuple[dict, list, str]:
+    """`python -m kadam_edu list`: {name: row} of the registered names, their order, the whole output."""
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    named = [line for line in out.splitlines()[1:] if line.split() and line.split()[0] in FIGURES]
+    return {line.split()[0]: line for line in named}, [line.split()[0] for line in named], out
+
+
+def test_list_shows_the_registry_entry_by_entry(capsys):
+    rows, order, _ = _list_rows(capsys)
+    assert order == experiments.ordered(FIGURES)  # every registered name, once, in the registry's order
+    for name, f in FIGURES.items():
+        cost = f.cost
+        assert cost == experiments.costs().get(name, {}) and {"smoke", "cpu"} <= set(cost), name
+        e = experiments.estimate(name, "gpu", "t4")
+        gpu = format_seconds(e["seconds"]) + ("*" if e["basis"] != "estimated" else "")
+        assert rows[name] == (f"{name:{len(max(FIGURES, key=len))}s}  {f.label:9s} {cost['smoke']:>8s} "
+                              f"{cost['cpu']:>8s} {gpu:>13s}  {'yes' if f.sweep else 'no ':5s}  {f.title}"), name
+
+
+def test_costs_are_read_from_one_file_by_the_registry_and_the_cli(monkeypatch, tmp_path, capsys):
+    assert experiments.costs() == json.loads(experiments.COSTS_FILE.read_text())
+    table = {"_machine": "a test machine", "fig3": {"smoke": "9.9 s"}, "eos": {"smoke": "1.0 s", "cpu": "7.0 min"}}
+    (tmp_path / "costs.json").write_text(json.dumps(table))
+    monkeypatch.setattr(experiments, "COSTS_FILE", tmp_path / "costs.json")
+    assert FIGURES["fig3"].cost == {"smoke": "9.9 s"} and FIGURES["fig1"].cost == {}
+    FIGURES["eos"].cost["cpu"] = "changed"  # a copy: the table stays as read
+    assert experiments.costs() == table
+    rows, _, out = _list_rows(capsys)
+    assert f"{'9.9 s':>8s} {'?':>8s} " in rows["fig3"] and f"{'?':>8s} {'?':>8s} " in rows["fig1"]
+    assert f"{'1.0 s':>8s} {'7.0 min':>8s} " in rows["eos"]
+    assert "smoke, cpu: wall time measured on a test machine" in out
+    monkeypatch.setattr(experiments, "COSTS_FILE", tmp_path / "none.json")  # no table: nothing measured
+    assert experiments.costs() == {} and FIGURES["fig3"].cost == {}
+    _, _, out = _list_rows(capsys)
+    assert f"smoke, cpu: wall time measured on {experiments.COST_MACHINE}" in out
 
 
 def test_list_shows_every_name_with_its_kind_and_measured_costs(capsys):
-    assert main(["list"]) == 0
-    out = capsys.readouterr().out
-    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.split() and line.split()[0] in FIGURES}
+    rows, order, _ = _list_rows(capsys)
     assert set(rows) == set(FIGURES)
-    assert [line.split()[0] for line in out.splitlines() if line.split() and line.split()[0] in FIGURES] == PAPER + BOOK
+    assert order == PAPER + BOOK
     for name in PAPER:
         assert rows[name].split()[1] == "paper"
     for name in BOOK:
         assert rows[name].split()[1:3] == ["book", f"ch{FIGURES[name].chapter}"]
-    costs = json.loads((Path(experiments.__file__).parent / "costs.json").read_text())
+    costs = experiments.costs()
     for name in BOOK:  # measured with benchmarks/figure_costs.py, shown by `list`
         assert {"smoke", "cpu"} <= set(costs[name]), name
         assert costs[name]["smoke"] in rows[name] and costs[name]["cpu"] in rows[name]

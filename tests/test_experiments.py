@@ -109,3 +109,67 @@ def test_cli_reproduce_list_and_merge(tmp_path):
     assert out.returncode == 2 and "unknown settings" in out.stderr and not (tmp_path / "bad").exists()
     out = _cli("reproduce", "fig3", "--scale", "smoke", "--out", str(tmp_path / "s0"), cwd=tmp_path)
     assert out.returncode == 2 and "not empty" in out.stderr and "Traceback" not in out.stderr
+
+
+# --------------------------------------------------------------------------- the measured costs (costs.json)
+@pytest.fixture
+def cost_table(monkeypatch, tmp_path):
+    """experiments.COSTS_FILE pointed at a table of one earlier measurement."""
+    path = tmp_path / "costs.json"
+    path.write_text(json.dumps({"_machine": "box, 2 cores (idle)", "fig1": {"smoke": "0.2 s", "cpu": "3.5 min"}}))
+    monkeypatch.setattr(experiments, "COSTS_FILE", path)
+    return path
+
+
+def test_record_costs_merges_into_the_table_and_the_registry_reads_it_back(cost_table):
+    assert experiments.FIGURES["fig1"].cost == {"smoke": "0.2 s", "cpu": "3.5 min"}  # read (and cached) first
+    assert experiments.record_costs({"fig1": {"cpu": "3.0 min"}, "eos": {"smoke": "0.4 s"}},
+                                    machine="box, 2 cores") == cost_table
+    table = {"_machine": "box, 2 cores (idle)",  # the same machine: its recorded note stays
+             "eos": {"smoke": "0.4 s"}, "fig1": {"cpu": "3.0 min", "smoke": "0.2 s"}}
+    assert cost_table.read_text() == json.dumps(table, indent=1, sort_keys=True) + "\n"
+    assert experiments.costs() == table and experiments.FIGURES["fig1"].cost == {"cpu": "3.0 min", "smoke": "0.2 s"}
+    assert experiments.FIGURES["eos"].cost == {"smoke": "0.4 s"}
+    experiments.record_costs({"fig3": {"smoke": "0.1 s"}}, machine="another box")
+    assert experiments.costs()["_machine"] == "another box" and experiments.FIGURES["fig3"].cost == {"smoke": "0.1 s"}
+
+
+def test_record_costs_starts_a_table_where_there_is_none(monkeypatch, tmp_path):
+    monkeypatch.setattr(experiments, "COSTS_FILE", tmp_path / "costs.json")
+    assert experiments.costs() == {} and experiments.FIGURES["fig4"].cost == {}
+    experiments.record_costs({"fig4": {"smoke": "0.1 s", "cpu": "3.3 s"}}, machine="box")
+    assert experiments.costs() == {"_machine": "box", "fig4": {"cpu": "3.3 s", "smoke": "0.1 s"}}
+
+
+def test_record_costs_writes_atomically(cost_table, monkeypatch):
+    from kadam_edu.experiments import result
+
+    before = cost_table.read_bytes()
+    real_replace = os.replace
+
+    def fail(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(result.os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        experiments.record_costs({"fig1": {"cpu": "1.0 s"}}, machine="box")
+    monkeypatch.setattr(result.os, "replace", real_replace)
+    assert cost_table.read_bytes() == before and list(cost_table.parent.iterdir()) == [cost_table]
+    assert experiments.FIGURES["fig1"].cost == {"smoke": "0.2 s", "cpu": "3.5 min"}
+
+
+@pytest.mark.parametrize("measured, machine, match", [
+    ({"fig6": {"smoke": "1.0 s"}}, "box", r"unknown figure 'fig6'; choose one of \['fig1'"),
+    ({"fig1": {"huge": "1.0 s"}}, "box", r"scale must be one of .*; got 'huge'"),
+    ({"fig1": {"smoke": 1.0}}, "box", r"cost of fig1 at scale smoke must be text .*; got 1.0"),
+    ({"fig1": {"smoke": " "}}, "box", r"cost of fig1 at scale smoke must be text .*; got ' '"),
+    ({"fig1": ["smoke", "1.0 s"]}, "box", r"costs of fig1 must be a dict of \{scale: wall time\}"),
+    ([("fig1", {"smoke": "1.0 s"})], "box", r"measured must be a dict of \{figure: \{scale"),
+    ({"fig1": {"smoke": "1.0 s"}}, "", r"machine must be text .*; got ''"),
+    ({"fig1": {"smoke": "1.0 s"}}, None, r"machine must be text .*; got None"),
+])
+def test_record_costs_refuses_bad_input_before_writing(cost_table, measured, machine, match):
+    before = cost_table.read_bytes()
+    with pytest.raises(ValueError, match=match):
+        experiments.record_costs(measured, machine=machine)
+    assert cost_table.read_bytes() == before

@@ -6,10 +6,14 @@ returning a :class:`Result`.
     result.save("results/cpu")
     kadam_edu.plots.plot(result)
 
-:data:`FIGURES` holds the paper's figures (``kind="paper"``: fig1 ... fig12) and the experiments
-the book adds (``kind="book"``, with the chapter that uses them: ``level_bounds``, ``noise_sde``,
-``noise_batch_scaling``, ``noise_stability``, ``eos``); each is registered under the name its
-:class:`Result` carries, which is also the key of its plot in ``kadam_edu.plots.PLOTTERS``.
+:data:`FIGURES` is the one registry of them: the paper's figures (``kind="paper"``: fig1 ... fig12)
+and the experiments the book adds (``kind="book"``, with the chapter that uses them:
+``level_bounds``, ``noise_sde``, ``noise_batch_scaling``, ``noise_stability``, ``eos``), each
+registered under the name its :class:`Result` carries with its run function
+(:meth:`Figure.function`), its plot function (:meth:`Figure.plotter`, through which
+``kadam_edu.plots.plot`` dispatches), its chapter and its measured cost per scale
+(:attr:`Figure.cost`, from :data:`COSTS_FILE`; :func:`estimate` for the gpu and paper scales).
+:func:`ordered` sorts names as ``python -m kadam_edu list`` shows them.
 
 Every function takes ``scale`` ("smoke", "cpu", "gpu", "paper" or "auto": "gpu" with CUDA, "cpu"
 otherwise; "paper", a cluster job, only when named), ``seed``, ``device``, ``progress`` and keyword
@@ -33,35 +37,37 @@ scale: about 1.3 min on Tesla T4, measured over 10 steps";
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 import inspect
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from kadam_edu import validate
-from kadam_edu.scale import PRECISIONS, float32_precision
+from kadam_edu.scale import PRECISIONS, SCALES, float32_precision
 from kadam_edu.experiments.estimate import estimate
-from kadam_edu.experiments.result import Result, merge, parse_shard, provenance, slurm_shard
+from kadam_edu.experiments.result import Result, merge, parse_shard, provenance, slurm_shard, write_atomic
 
 __all__ = ["FIGURES", "Figure", "Result", "merge", "reproduce", "get", "parse_shard", "provenance", "slurm_shard",
-           "plan", "load_or_reproduce", "RESULTS_ENV", "estimate"]
+           "plan", "load_or_reproduce", "RESULTS_ENV", "estimate", "ordered", "costs", "record_costs", "COSTS_FILE",
+           "COST_MACHINE"]
 
 KINDS = ("paper", "book")
 
 
 @dataclass(frozen=True)
 class Figure:
-    """A reproducible figure: where its function lives and what it costs at each scale.
+    """A reproducible figure: where its run and plot functions live and what it costs at each scale.
 
-    name: the registry key, the ``Result.figure`` of its result and its plot's key in
-    ``kadam_edu.plots.PLOTTERS``; attr: the function's name in ``module`` when it differs from
-    ``name``. kind: "paper" (a figure of the paper) or "book" (an experiment the book adds, used
-    in ``chapter``). plot: the name of its plot function in ``kadam_edu.plots`` when it differs
-    from ``name`` (:meth:`plotter`). sweep: whether it takes ``shard``. cost: measured wall time per scale on the
-    machine named in :data:`COST_MACHINE` (smoke and cpu; the gpu and paper scales: :func:`estimate`).
+    name: the registry key and the ``Result.figure`` of its result; attr: the run function's name
+    in ``module`` when it differs from ``name`` (:meth:`function`). kind: "paper" (a figure of
+    the paper) or "book" (an experiment the book adds, used in ``chapter``). plot: the name of its
+    plot function in ``kadam_edu.plots`` when it differs from ``name`` (:meth:`plotter`). sweep:
+    whether it takes ``shard``. :attr:`cost`: its measured wall time per scale (:func:`costs`).
     precision: the float32 arithmetic :func:`reproduce` runs it with on CUDA
     (:data:`kadam_edu.scale.PRECISIONS`): "exact" (TF32 off) wherever a max-update or a norm is
     analysed, "tf32" only where the quantity is a loss or an accuracy.
@@ -71,7 +77,6 @@ class Figure:
     title: str
     module: str
     sweep: bool
-    cost: dict = field(default_factory=dict)
     kind: str = "paper"
     chapter: int | None = None
     attr: str | None = None
@@ -85,12 +90,19 @@ class Figure:
             raise ValueError(f"kind must be one of {KINDS}; got {self.kind!r}")
 
     def function(self):
+        """The figure's run function: ``kadam_edu.experiments.<module>.<attr>`` (``attr`` defaults to ``name``)."""
         return getattr(importlib.import_module(f"kadam_edu.experiments.{self.module}"), self.attr or self.name)
 
     def plotter(self):
         """The figure's plot function: ``kadam_edu.plots.<plot>`` (``plot`` defaults to ``name``);
         it takes the :class:`Result` and returns a matplotlib Figure."""
         return getattr(importlib.import_module("kadam_edu.plots"), self.plot or self.name)
+
+    @property
+    def cost(self) -> dict[str, str]:
+        """Its wall time per scale as measured by ``benchmarks/figure_costs.py`` ({"smoke": "0.2 s",
+        "cpu": "3.5 min"}; {} where not measured), on the machine ``costs()["_machine"]`` names; a copy."""
+        return costs().get(self.name, {})
 
     @property
     def label(self) -> str:
@@ -102,6 +114,9 @@ class Figure:
         return "shard" in inspect.signature(self.function()).parameters
 
 
+#: The measured wall times (:func:`costs`), written by :func:`record_costs`.
+COSTS_FILE = Path(__file__).with_name("costs.json")
+#: Where the measured costs come from when :data:`COSTS_FILE` does not say (no ``"_machine"``).
 COST_MACHINE = "2 CPU cores (the project's CI machine); gpu and paper scales: estimated for one T4"
 
 FIGURES: dict[str, Figure] = {
@@ -136,22 +151,68 @@ FIGURES: dict[str, Figure] = {
 def get(name: str):
     """The experiment function of figure ``name``."""
     if name not in FIGURES:
-        raise ValueError(f"unknown figure {name!r}; choose one of {sorted(FIGURES, key=_order)}")
+        raise ValueError(f"unknown figure {name!r}; choose one of {ordered(FIGURES)}")
     return FIGURES[name].function()
 
 
 _REGISTERED = {name: i for i, name in enumerate(FIGURES)}
 
 
+def ordered(names) -> list[str]:
+    """``names`` (any strings; an iterable, e.g. :data:`FIGURES`) as a new list in the order
+    ``python -m kadam_edu list`` shows them: the paper's figures in numeric order, then the
+    book's extras in chapter order (registration order within a chapter), then any other name
+    alphabetically."""
+    return sorted(names, key=_order)
+
+
 def _order(name: str) -> tuple:
-    """Sort key: the paper's figures in numeric order, then the book's extras in chapter order
-    (registration order within a chapter), then any other name alphabetically."""
+    """The sort key of :func:`ordered`."""
     f = FIGURES.get(name)
     if (f is None or f.kind == "paper") and name[:3] == "fig" and name[3:].isdigit():
         return (0, int(name[3:]), 0, name)
     if f is not None and f.kind == "book":
         return (1, f.chapter if f.chapter is not None else 10**6, _REGISTERED[name], name)
     return (2, 0, 0, name)
+
+
+@functools.lru_cache(maxsize=None)
+def _read_costs(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def costs() -> dict:
+    """The measured wall times, as :data:`COSTS_FILE` records them (read once, a copy each call):
+    ``{"_machine": the machine they were measured on, figure: {scale: wall time as text}}``;
+    {} without the file. The gpu and paper scales are estimated instead: :func:`estimate`."""
+    return copy.deepcopy(_read_costs(COSTS_FILE))
+
+
+def record_costs(measured: dict, *, machine: str) -> Path:
+    """Merge ``measured`` ({figure: {scale: wall time as text, e.g. "3.5 min"}}) into
+    :data:`COSTS_FILE`, written at once (:func:`~kadam_edu.experiments.result.write_atomic`), and
+    return its path. ``machine`` (text) becomes its ``"_machine"`` unless the one recorded starts
+    with it (the notes recorded for the same machine stay). Every name, scale and value is
+    checked before anything is written."""
+    measured = validate.Dict("{figure: {scale: wall time}}")("measured", measured)
+    texts = [("machine", machine)]
+    for name, by_scale in measured.items():
+        if name not in FIGURES:
+            raise ValueError(f"unknown figure {name!r}; choose one of {ordered(FIGURES)}")
+        for scale, text in validate.Dict("{scale: wall time}")(f"costs of {name}", by_scale).items():
+            validate.choice("scale", scale, SCALES)
+            texts.append((f"cost of {name} at scale {scale}", text))
+    for what, text in texts:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{what} must be text that is not blank (a str); got {text!r}")
+    table = costs()
+    if not table.get("_machine", "").startswith(machine):
+        table["_machine"] = machine
+    for name, by_scale in measured.items():
+        table.setdefault(name, {}).update(by_scale)
+    write_atomic(COSTS_FILE, (json.dumps(table, indent=1, sort_keys=True) + "\n").encode())
+    _read_costs.cache_clear()
+    return COSTS_FILE
 
 
 def _population(fn, kwargs: dict) -> dict:
@@ -177,7 +238,7 @@ def reproduce(name: str, scale="auto", **kwargs) -> Result:
     [0, 2**63 - 1]), a bad ``population`` and bad settings are refused before anything runs.
     """
     if not isinstance(name, str):
-        raise ValueError(f"unknown figure {name!r}; choose one of {sorted(FIGURES, key=_order)}")
+        raise ValueError(f"unknown figure {name!r}; choose one of {ordered(FIGURES)}")
     fn = get(name)
     figure = FIGURES[name]
     kwargs = _population(fn, kwargs)
@@ -186,7 +247,7 @@ def reproduce(name: str, scale="auto", **kwargs) -> Result:
     if "shard" in kwargs:
         if kwargs["shard"] is not None and not figure.sweep:
             raise ValueError(f"{name} is not a sweep: it runs as one job; shard must be None, got {kwargs['shard']!r} "
-                             f"(the sweeps: {[n for n in sorted(FIGURES, key=_order) if FIGURES[n].sweep]})")
+                             f"(the sweeps: {[n for n in ordered(FIGURES) if FIGURES[n].sweep]})")
         if kwargs["shard"] is None and not figure.takes_shard():
             kwargs = {k: v for k, v in kwargs.items() if k != "shard"}
     with float32_precision(figure.precision):
@@ -206,7 +267,7 @@ def plan(name: str, scale="auto", **kwargs) -> dict:
     from kadam_edu.experiments.common import PRESETS, settings_for
 
     if not isinstance(name, str):
-        raise ValueError(f"unknown figure {name!r}; choose one of {sorted(FIGURES, key=_order)}")
+        raise ValueError(f"unknown figure {name!r}; choose one of {ordered(FIGURES)}")
     fn = get(name)
     kwargs = _population(fn, kwargs)
     params = inspect.signature(fn).parameters
@@ -215,7 +276,7 @@ def plan(name: str, scale="auto", **kwargs) -> dict:
     shard = kwargs.get("shard")
     if shard is not None and not FIGURES[name].sweep:
         raise ValueError(f"{name} is not a sweep: it runs as one job; shard must be None, got {shard!r} "
-                         f"(the sweeps: {[n for n in sorted(FIGURES, key=_order) if FIGURES[n].sweep]})")
+                         f"(the sweeps: {[n for n in ordered(FIGURES) if FIGURES[n].sweep]})")
     shard = parse_shard(shard)
     overrides = {k: v for k, v in kwargs.items() if k not in named | {"seed", "shard"}}  # shard=None: any figure
     scale, config = settings_for(PRESETS[name], scale, overrides)
