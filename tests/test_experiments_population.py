@@ -159,7 +159,7 @@ def populations(monkeypatch):
         monkeypatch.setattr(module, name, wrapped)
 
     spy(stability, "char_gpt_population_run", lambda a, kw: len(kw["seeds"]))
-    spy(noise, "_char_population_run", lambda a, kw: len(kw["seeds"]))
+    spy(noise, "char_gpt_population_run", lambda a, kw: len(kw["seeds"]))
     spy(kadam_cifar, "init_population", lambda a, kw: len(a[1]))
     spy(edge_of_stability, "init_population", lambda a, kw: len(a[1]))
     return sizes

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from kadam_edu import data as kdata
 from kadam_edu import kadam_levels
 from kadam_edu.data import ImageData
+from kadam_edu.data import cifar as cifar_data  # where CIFAR-10 is fetched (patched below)
 from kadam_edu.experiments import Result, merge
 from kadam_edu.experiments.kadam_cifar import FIG2, best_by_k, evaluate_accuracy, fig2, load_images, sweep_configs
 from kadam_edu.train import warmup_cosine
@@ -200,8 +200,8 @@ def _tiny_cifar_archive(path, n=20):
 
 def test_real_cifar_when_present(tmp_path, monkeypatch):
     md5, size = _tiny_cifar_archive(tmp_path / "cifar-10" / "cifar-10-python.tar.gz")
-    monkeypatch.setattr(kdata, "CIFAR10_MD5", md5)
-    monkeypatch.setattr(kdata, "CIFAR10_SIZE", size)
+    monkeypatch.setattr(cifar_data, "CIFAR10_MD5", md5)
+    monkeypatch.setattr(cifar_data, "CIFAR10_SIZE", size)
     monkeypatch.setenv("KADAM_EDU_DATA", str(tmp_path))
     r = fig2("smoke", progress=False, data="auto", n_train=60, n_test=None, ks=[1], batch_size=32)
     assert r.data["synthetic"] is False

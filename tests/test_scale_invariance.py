@@ -1,12 +1,13 @@
 """Section 4.1 experiments (fig4, fig5, fig7; App. G, K) at smoke scale."""
 
 from types import SimpleNamespace
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
-from kadam_edu.experiments import Result
+from kadam_edu.experiments import Result, scale_invariance
 from kadam_edu.experiments.common import CharTask, char_gpt_run
 from kadam_edu.experiments.scale_invariance import (
     FIG5,
@@ -85,7 +86,7 @@ def test_coarse_grained_loop_without_coarse_graining_is_kadam(dropout):
     assert torch.equal(coarse.theta[0], plain.theta[0]) and not torch.equal(coarse.theta[-1], expected)
 
 
-def test_coarse_grained_first_step_normalises_by_the_block_rms():
+def test_coarse_grained_first_step_normalizes_by_the_block_rms():
     """Assumption 2: inside a block the first update is g / rms_W(g) (not sign(g)); outside it, sign(g)."""
     torch.manual_seed(0)
     layer = torch.nn.Linear(3, 4, bias=False)
@@ -100,6 +101,59 @@ def test_coarse_grained_first_step_normalises_by_the_block_rms():
     torch.testing.assert_close(step[:2], A[:2] / rms)
     torch.testing.assert_close(step[2:], A[2:].sign())
     torch.testing.assert_close(traj.theta[1], layer.weight.detach().reshape(-1))
+
+
+def _linear_problem(seed=0):
+    """A 4 x 3 linear layer, a block of its first two rows and a linear loss (A * W).sum()."""
+    torch.manual_seed(seed)
+    layer = torch.nn.Linear(3, 4, bias=False)
+    A = torch.randn(4, 3)
+    return layer, SimpleNamespace(param=layer.weight, rows=slice(0, 2)), lambda m, b: (A * m.weight).sum()
+
+
+def test_coarse_grained_adam_takes_eq1_s_bias_correction_from_optim(monkeypatch):
+    """c_n is kadam_edu.optim.bias_correction(n, beta=beta, gamma=gamma), the one definition."""
+    calls = []
+    real = scale_invariance.bias_correction
+
+    def spy(n, *, beta, gamma):
+        calls.append((n, beta, gamma))
+        return real(n, beta=beta, gamma=gamma)
+
+    monkeypatch.setattr(scale_invariance, "bias_correction", spy)
+    layer, block, loss = _linear_problem()
+    coarse_grained_adam(layer, lambda n: None, loss, steps=3, lr=0.1, beta=0.99, gamma=0.8, blocks=[block])
+    assert calls == [(0, 0.99, 0.8), (1, 0.99, 0.8), (2, 0.99, 0.8)]
+
+
+def test_coarse_grained_adam_shows_the_library_s_progress_bar(monkeypatch):
+    """progress: True/False, or None for $KADAM_PROGRESS (kadam_edu.progress); anything else is refused
+    before the first step."""
+    layer, block, loss = _linear_problem()
+    w0 = layer.weight.detach().clone()
+    with pytest.raises(ValueError, match="progress must be True or False"):
+        coarse_grained_adam(layer, lambda n: None, loss, steps=2, lr=0.1, beta=0.99, gamma=0.8, blocks=[block],
+                            progress="yes")
+    assert torch.equal(layer.weight, w0)
+    for env, progress, shown in (("1", None, True), ("0", None, False), ("0", True, True), ("1", False, False)):
+        monkeypatch.setenv("KADAM_PROGRESS", env)
+        monkeypatch.setattr("tqdm.auto.tqdm", tqdm := mock.MagicMock())
+        coarse_grained_adam(layer, lambda n: None, loss, steps=2, lr=0.1, beta=0.99, gamma=0.8, blocks=[block],
+                            progress=progress, desc="coarse")
+        assert tqdm.called == shown, (env, progress)
+        if shown:
+            assert tqdm.call_args.kwargs == dict(total=2, desc="coarse", leave=False)
+            assert tqdm.return_value.update.call_count == 2 and tqdm.return_value.close.call_count == 1
+
+
+def test_fig7_counts_gradient_evaluations_on_the_library_s_progress_bar(monkeypatch):
+    with pytest.raises(ValueError, match="progress must be True or False"):
+        fig7("smoke", progress="yes", steps=2)
+    monkeypatch.setattr("tqdm.auto.tqdm", tqdm := mock.MagicMock())
+    r = fig7("smoke", progress=True, steps=2)
+    assert tqdm.call_args.kwargs == dict(total=None, desc="fig7 gradient evaluations", leave=False)
+    assert tqdm.return_value.update.call_count == sum(r.data["grad_evals"].values())
+    assert tqdm.return_value.close.call_count == 1
 
 
 def test_fig7_shapes_and_errors(r7):

@@ -3,9 +3,9 @@ and the projection of an experiment's wall time from its first steps."""
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import numbers
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +21,10 @@ from kadam_edu.scale import StepTimer, resolve_scale, seed_everything
 from kadam_edu.train import TrainRecord, train
 from kadam_edu.validate import Check, Choice, Dict, Int, Real
 
-__all__ = ["Presets", "PRESETS", "CHAR_SPEC", "settings_for", "char_gpt_run", "char_gpt_population_run", "sweep",
-           "point_summary", "point_seed", "run_seed", "finite_log_slope", "check_model_overrides",
-           "check_population", "population_size", "member_bytes", "chunks", "shard_chunks", "stacked_batches",
-           "step_timer", "AUTO_MEMBERS", "AUTO_MEMBERS_CPU"]
+__all__ = ["Presets", "PRESETS", "CHAR_SPEC", "CHAR_RUNS", "REFERENCE", "settings_for", "with_overrides",
+           "char_gpt_run", "char_gpt_population_run", "sweep", "point_summary", "point_seed", "run_seed", "log_slope",
+           "finite_log_slope", "check_model_overrides", "check_population", "population_size", "member_bytes", "chunks",
+           "shard_chunks", "stacked_batches", "step_timer", "AUTO_MEMBERS", "AUTO_MEMBERS_CPU"]
 
 #: Every experiment's :class:`Presets`, by figure name (filled in as the experiment modules load).
 PRESETS: dict[str, Presets] = {}
@@ -50,7 +50,7 @@ class Presets(dict):
         PRESETS[figure] = self
 
     def check(self, config: dict) -> dict:
-        """``config`` with every value checked against its spec (and normalised), then the rules."""
+        """``config`` with every value checked against its spec (and normalized), then the rules."""
         out = {key: self.spec[key](f"{self.figure} setting {key}", value) for key, value in config.items()}
         if self.rules is not None:
             try:
@@ -63,16 +63,35 @@ class Presets(dict):
 def settings_for(presets: Presets, scale, overrides: dict) -> tuple[str, dict]:
     """The preset of ``scale`` (resolved) updated with ``overrides``, every value checked.
 
-    An unknown key is refused with the list of keys; a value that breaks its key's spec, or
-    settings that break a rule between keys, with a ValueError that names them. Nothing runs.
+    An unknown key is refused with the list of keys (:func:`with_overrides`); a value that breaks
+    its key's spec, or settings that break a rule between keys, with a ValueError that names
+    them. Nothing runs.
     """
     scale = resolve_scale(scale)
-    config = dict(presets[scale])
-    unknown = sorted(set(overrides) - set(config))
+    return scale, presets.check(with_overrides(presets[scale], overrides))
+
+
+def with_overrides(preset, overrides: Mapping, *, what: str = "settings", owner: str = "this experiment"):
+    """``preset`` with ``overrides`` applied: the one rule for "a preset, changed in a few keys".
+
+    ``preset``: a dict (a new dict comes back, the preset's keys in their order) or a dataclass
+    instance (``dataclasses.replace``: its ``__post_init__`` checks the new values); the preset is
+    left as it is. A key the preset lacks is refused, before anything is built, with
+    ``ValueError("unknown {what} [...]; {owner} takes [...]")``. The values are the caller's to
+    check (:meth:`Presets.check`).
+    """
+    if not isinstance(overrides, Mapping):
+        raise TypeError(f"overrides must be a dict of {what}; got {type(overrides).__name__}")
+    if isinstance(preset, Mapping):
+        known = set(preset)
+    elif dataclasses.is_dataclass(preset) and not isinstance(preset, type):
+        known = {f.name for f in dataclasses.fields(preset)}
+    else:
+        raise TypeError(f"preset must be a dict or a dataclass instance; got {type(preset).__name__}")
+    unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"unknown settings {unknown}; this experiment takes {sorted(config)}")
-    config.update(overrides)
-    return scale, presets.check(config)
+        raise ValueError(f"unknown {what} {unknown}; {owner} takes {sorted(known)}")
+    return dict(preset, **overrides) if isinstance(preset, Mapping) else dataclasses.replace(preset, **overrides)
 
 
 def check_model_overrides(config: dict, model_key: str = "model", builder=gpt_config) -> None:
@@ -193,6 +212,17 @@ def step_timer(figure: str, scale: str, *, steps: int, device, note: str | None 
     return StepTimer(figure, scale, steps=max(1, steps), device=device, skip=skip, measure=measure, out=out)
 
 
+#: (beta, gamma) = (0.999, 0.9): PyTorch's Adam defaults in the paper's notation, App. H's reference point.
+REFERENCE = (0.999, 0.9)
+
+#: App. H's char-GPT run (its model, batch 64, lr 1e-3) and the DESIGN's cpu and smoke models, by
+#: scale; each experiment adds its own "gpu" run (a larger model, or the cpu one for larger sweeps).
+CHAR_RUNS = {
+    "paper": dict(model="paper", batch_size=64, lr=1e-3),
+    "cpu": dict(model="cpu", batch_size=32, lr=1e-3),
+    "smoke": dict(model="smoke", batch_size=8, lr=1e-3),
+}
+
 #: Specs of the keys the char-GPT experiments share (paper notation: beta second moment, gamma first).
 CHAR_SPEC: dict[str, Check] = {
     "model": Choice(tuple(GPT_PRESETS), "a GPT preset of kadam_edu.models"),
@@ -279,12 +309,19 @@ class CharTask:
         return evaluate
 
 
+def _optimizer_settings(config: dict) -> dict:
+    """KAdam's optional settings that a char task's config sets (``weight_decay``, ``eps``); KAdam's
+    defaults (no decay, Algorithm 1's eps = 1e-30) for those it leaves out."""
+    return {key: config[key] for key in ("weight_decay", "eps") if key in config}
+
+
 def char_gpt_run(
     task: CharTask,
     *,
     beta: float,
     gamma: float,
     seed: int,
+    eval_fn: Callable[[torch.nn.Module], float] | None = None,
     schedule=None,
     watch_heads: bool = False,
     record_values: bool = False,
@@ -295,17 +332,19 @@ def char_gpt_run(
 ) -> tuple[GPT, TrainRecord]:
     """Train the char GPT with Adam at (beta, gamma) (paper notation) for ``config['steps']`` steps.
 
-    ``timer``: a :func:`step_timer` that ticks on every batch drawn."""
+    From ``task.config``: ``lr``, ``batch_size``, ``steps``, and where given ``weight_decay``,
+    ``eps`` (KAdam's defaults otherwise), ``eval_every``. ``eval_fn(model)``: the evaluation
+    every ``eval_every`` steps (default: ``task.eval_fn(seed)``, ``eval_iters`` validation
+    batches). ``timer``: a :func:`step_timer` that ticks on every batch drawn."""
     gen = seed_everything(seed)
     batch_fn = task.batch_fn(gen) if timer is None else timer.wrap(task.batch_fn(gen))
     model = GPT(task.gpt).to(task.device)
-    opt = KAdam(model.parameters(), lr=task.config["lr"], betas=(gamma, beta),
-                weight_decay=task.config.get("weight_decay", 0.0))
+    opt = KAdam(model.parameters(), lr=task.config["lr"], betas=(gamma, beta), **_optimizer_settings(task.config))
     watch = {h.label: h.weight for h in model.query_key_heads()} if watch_heads else None
     record = train(
         model, opt, batch_fn, lambda m, b: m(*b)[1], steps=task.config["steps"], schedule=schedule,
-        eval_fn=task.eval_fn(seed), eval_every=task.config.get("eval_every", 0), watch=watch,
-        record_values=record_values, record_grads=record_grads, progress=progress, desc=desc,
+        eval_fn=task.eval_fn(seed) if eval_fn is None else eval_fn, eval_every=task.config.get("eval_every", 0),
+        watch=watch, record_values=record_values, record_grads=record_grads, progress=progress, desc=desc,
     )
     return model, record
 
@@ -316,6 +355,8 @@ def char_gpt_population_run(
     betas: Sequence[float],
     gammas: Sequence[float],
     seeds: Sequence[int],
+    lrs: Sequence[float] | None = None,
+    eval_fn: Callable[[torch.nn.Module], np.ndarray] | None = None,
     schedule=None,
     progress=None,
     desc=None,
@@ -323,11 +364,13 @@ def char_gpt_population_run(
 ) -> tuple[PopulationGPT, list[TrainRecord]]:
     """:func:`char_gpt_run` for E points at once, one :class:`~kadam_edu.population.PopulationGPT`.
 
-    Member e is the run ``char_gpt_run(task, beta=betas[e], gamma=gammas[e], seed=seeds[e])``:
+    Member e is the run ``char_gpt_run(task, beta=betas[e], gamma=gammas[e], seed=seeds[e])``
+    (with ``lrs``: on a task whose ``lr`` is ``lrs[e]``; None: the task's lr for all):
     the same initialisation (:func:`~kadam_edu.population.init_population` seeds it as
     ``seed_everything`` does), its own batches from its own generator seeded with ``seeds[e]``,
     its own evaluation batches, and Adam at its own (beta, gamma) (paper notation). ``schedule(n)``
-    -> one lr for all, or E lrs. Returns the population and one record per member, each equal
+    -> one lr for all, or E lrs. ``eval_fn(population)`` -> E values (default:
+    ``task.population_eval_fn(seeds)``). Returns the population and one record per member, each equal
     (float tolerance) to that run's, divergence included. With dropout > 0 the masks come from
     one global RNG for all members, so they match the sequential runs in distribution only.
     ``timer``: a :func:`step_timer` that ticks once per population step.
@@ -337,13 +380,14 @@ def char_gpt_population_run(
     gens = {s: torch.Generator().manual_seed(int(s)) for s in seeds}
     pop = init_population(task.gpt, [int(s) for s in seeds]).to(task.device)
     wide = dict(dtype=torch.float64)
-    opt = KAdam(pop.parameters(), lr=task.config["lr"],
-                betas=(torch.tensor(gammas, **wide), torch.tensor(betas, **wide)),
-                weight_decay=task.config.get("weight_decay", 0.0), members=E)
+    opt = KAdam(pop.parameters(), lr=task.config["lr"] if lrs is None else torch.tensor(lrs, **wide),
+                betas=(torch.tensor(gammas, **wide), torch.tensor(betas, **wide)), members=E,
+                **_optimizer_settings(task.config))
     batch_fn = task.population_batch_fn([gens[s] for s in seeds])
     records = train(
         pop, opt, batch_fn if timer is None else timer.wrap(batch_fn), lambda m, b: m(*b)[1],
-        steps=task.config["steps"], schedule=schedule, eval_fn=task.population_eval_fn(seeds),
+        steps=task.config["steps"], schedule=schedule,
+        eval_fn=task.population_eval_fn(seeds) if eval_fn is None else eval_fn,
         eval_every=task.config.get("eval_every", 0), progress=progress, desc=desc,
     )
     return pop, records
@@ -431,16 +475,44 @@ def run_seed(seed: int, index: int, paired: bool) -> int:
     return point_seed(seed, 0 if paired else index)
 
 
+def log_slope(values, start: int = 0, stop: int | None = None, *, every: int = 1, least: int = 2) -> float | None:
+    """The least-squares slope of log(values[n]) against n, n in ``range(start, stop, every)``.
+
+    The measured growth rate of a max-update trajectory ``values`` [steps] (||u_n||_inf, per
+    step), to set against Eq. 5's max(0, -C)/2: Fig. 1b, Chapter 5, Assignment 3. Only the
+    window's finite, positive values are fitted (a diverged run's NaN, an update of 0); the window
+    ends with ``values`` (``stop`` None: there). None when fewer than ``least`` (>= 2) remain.
+    Two values n0 < n1 give (log v[n1] - log v[n0]) / (n1 - n0), the centered difference.
+    Computed as sum(x y) / sum(x x) with x, y the centered n and log values.
+    """
+    arr = None
+    if not np.iscomplexobj(values):
+        try:
+            arr = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            pass
+    if arr is None or arr.ndim != 1:
+        got = f"an array of shape {arr.shape}" if arr is not None and arr.ndim > 1 else repr(values)
+        raise ValueError(f"values must be a 1-D sequence of real numbers (a max-update per step); got {got}")
+    start = validate.integer("start", start, lo=0)
+    stop = validate.Optional(validate.Int(start))("stop", stop)
+    every, least = validate.positive_int("every", every), validate.integer("least", least, lo=2)
+    n = np.arange(start, len(arr) if stop is None else min(stop, len(arr)), every)
+    v = arr[n]
+    keep = np.isfinite(v) & (v > 0)
+    if keep.sum() < least:
+        return None
+    x, y = n[keep] - n[keep].mean(), np.log(v[keep])
+    return float(np.sum(x * (y - y.mean())) / np.sum(x * x))
+
+
 def finite_log_slope(values: np.ndarray, n: int, half: int) -> float | None:
     """(log v[n + half] - log v[n - half]) / (2 half): the measured slope of Fig. 1b; None if unavailable.
 
-    ``n``: int >= 0, ``half``: int >= 1 (steps). None when the window leaves ``values`` or an end
-    is not finite and positive.
+    :func:`log_slope` over the two ends of the window. ``n``: int >= 0, ``half``: int >= 1 (steps).
+    None when the window leaves ``values`` or an end is not finite and positive.
     """
     n, half = validate.integer("n", n, lo=0), validate.positive_int("half", half)
-    if n + half >= len(values) or n - half < 0:
+    if n - half < 0:
         return None
-    a, b = values[n - half], values[n + half]
-    if not (a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)):
-        return None
-    return float((math.log(b) - math.log(a)) / (2 * half))
+    return log_slope(values, n - half, n + half + 1, every=2 * half)

@@ -39,9 +39,10 @@ from kadam_edu.experiments.result import Result, parse_shard, provenance
 from kadam_edu.models import GPT
 from kadam_edu.optim import KAdam
 from kadam_edu.population import init_population
+from kadam_edu.progress import bar as progress_bar
 from kadam_edu.scale import pick_device, seed_everything
 from kadam_edu.sharpness import adam_stability_threshold, preconditioned_sharpness
-from kadam_edu.train import _progress_default, train
+from kadam_edu.train import train
 from kadam_edu.validate import Int, ListOf, Real
 
 __all__ = ["eos", "EOS", "eos_summary"]
@@ -67,25 +68,25 @@ def _rules(config: dict) -> None:
     check_model_overrides(config)
 
 
+_EOS_PAPER = dict(model="paper", model_overrides={"dropout": 0.0}, batch_size=64, lrs=[1e-4, 3e-4, 1e-3],
+                  minibatch_lrs=[3e-4], beta=0.999, gamma=0.9, steps=1000, measure_every=50, lanczos_iters=20,
+                  tail=0.5, arrive=0.9)
+_EOS_CPU = dict(_EOS_PAPER, model="cpu", batch_size=32, lrs=[3e-4, 1e-3, 3e-3], minibatch_lrs=[1e-3], steps=400,
+                measure_every=20, lanczos_iters=12)
+
 #: lrs: the full-batch runs; minibatch_lrs: runs on random batches (measured on the fixed batch).
 #: tail: the last fraction of the measurements summarised; arrive: the ratio S / threshold that
 #: counts as having reached the edge. Dropout is off: a random loss has no Hessian. On the cpu
 #: model the top eigenvalue is well separated: Lanczos agrees to ~1e-5 (relative) after 10 steps.
+#: Every scale keeps the paper preset's (beta, gamma), tail and arrive.
 EOS = Presets("eos", {
-    "paper": dict(model="paper", model_overrides={"dropout": 0.0}, batch_size=64, lrs=[1e-4, 3e-4, 1e-3],
-                  minibatch_lrs=[3e-4], beta=0.999, gamma=0.9, steps=1000, measure_every=50, lanczos_iters=20,
-                  tail=0.5, arrive=0.9),
-    "cpu": dict(model="cpu", model_overrides={"dropout": 0.0}, batch_size=32, lrs=[3e-4, 1e-3, 3e-3],
-                minibatch_lrs=[1e-3], beta=0.999, gamma=0.9, steps=400, measure_every=20, lanczos_iters=12,
-                tail=0.5, arrive=0.9),
+    "paper": _EOS_PAPER,
+    "cpu": _EOS_CPU,
     # gpu: the cpu model and lrs the chapter discusses, for App. H's 1000 steps with 20 Lanczos
     # steps per measurement (the paper preset's): a longer look at the edge, about 1 min on a T4
-    "gpu": dict(model="cpu", model_overrides={"dropout": 0.0}, batch_size=32, lrs=[3e-4, 1e-3, 3e-3],
-                minibatch_lrs=[1e-3], beta=0.999, gamma=0.9, steps=1000, measure_every=20, lanczos_iters=20,
-                tail=0.5, arrive=0.9),
-    "smoke": dict(model="smoke", model_overrides={"dropout": 0.0}, batch_size=8, lrs=[1e-3, 1e-2],
-                  minibatch_lrs=[1e-2], beta=0.999, gamma=0.9, steps=30, measure_every=10, lanczos_iters=6,
-                  tail=0.5, arrive=0.9),
+    "gpu": dict(_EOS_CPU, steps=1000, lanczos_iters=20),
+    "smoke": dict(_EOS_PAPER, model="smoke", batch_size=8, lrs=[1e-3, 1e-2], minibatch_lrs=[1e-2], steps=30,
+                  measure_every=10, lanczos_iters=6),
 }, spec=SPEC, rules=_rules)
 
 
@@ -149,12 +150,7 @@ def eos(scale="auto", *, seed=0, device=None, shard=None, population="auto", pro
     populations = shard_chunks(len(runs), shard, members)
     timer = step_timer("eos", scale, steps=steps * len(populations), device=device,
                        note="training steps only: the Lanczos measurements come on top")
-    show = _progress_default() if progress is None else progress
-    bar = None
-    if show:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps * sum(map(len, populations)), desc="eos", leave=False)
+    bar = progress_bar(progress, total=steps * sum(map(len, populations)), desc="eos")
 
     def point(i, losses, m_steps, sharp, f_loss, diverged_at, seconds):
         lr, mode = runs[i]

@@ -44,6 +44,7 @@ from kadam_edu import validate
 from kadam_edu.data import ImageData, cifar10_or_standin, image_batches, synthetic_cifar10
 from kadam_edu.experiments.common import (
     CHAR_SPEC,
+    REFERENCE,
     Presets,
     check_model_overrides,
     check_population,
@@ -64,8 +65,6 @@ from kadam_edu.train import TrainRecord, train, warmup_cosine
 from kadam_edu.validate import Bool, Choice, Dict, Int, ListOf, Optional, Real
 
 __all__ = ["fig2", "best_by_k", "evaluate_accuracy", "sweep_configs", "load_images", "FIG2"]
-
-REFERENCE = (0.999, 0.9)  # (beta, gamma) of App. H: "(beta~, gamma~) = (0.999, 0.9)"
 
 #: Specs of the keys of :data:`FIG2`.
 SPEC = {
@@ -105,55 +104,46 @@ def _rules(config: dict) -> None:
             kadam_levels(k, beta=config["beta"], gamma=config["gamma"], strategy=s)  # levels stay in range
 
 
+# App. H, "Figure 2": k = 1..10, four strategies, 6 x 5 lr/wd sweep, 100 epochs, eval every 5,
+# batch 512, warmup 2 epochs then cosine to lr/10. Real CIFAR-10 (falls back loudly).
+# App. H does not mention augmentation; random flips and 4-px crops are our choice.
+_FIG2_PAPER = dict(
+    ks=list(range(1, 11)), strategies=["inverse_exp", "exp", "scaled", "naive"],
+    lrs=[6e-5, 1e-4, 3e-4, 6e-4, 1e-3, 3e-3], weight_decays=[1e-6, 1e-5, 1e-4, 1e-3, 1e-2],
+    beta=REFERENCE[0], gamma=REFERENCE[1], coupled=False,
+    epochs=100, warmup_epochs=2, min_lr_factor=0.1, eval_every=5, batch_size=512, eval_batch_size=1000,
+    model="paper", model_overrides={}, augment=True,
+    data="cifar10", download=True, n_train=None, n_test=None,
+)
+# k = 1, 2, 3 under inverse_exp (the paper's best strategy) against naive (its worst), two
+# lrs (3e-4 was worse than both for every row but naive in a 3-lr pilot) and one wd; a fixed
+# 5,000 / 1,000 image subset (real CIFAR-10 if already on disk, else the SYNTHETIC
+# stand-in), batch 128, 10 epochs, eval every epoch, no augmentation (the stand-in already
+# has random shifts and flips). 10 runs (k = 1 shared) of about 17 s each: 168 s measured on
+# 2 otherwise idle CPU cores.
+_FIG2_CPU = dict(
+    ks=[1, 2, 3], strategies=["inverse_exp", "naive"],
+    lrs=[1e-3, 3e-3], weight_decays=[1e-4],
+    beta=REFERENCE[0], gamma=REFERENCE[1], coupled=False,
+    epochs=10, warmup_epochs=1, min_lr_factor=0.1, eval_every=1, batch_size=128, eval_batch_size=500,
+    model="cpu", model_overrides={}, augment=False,
+    data="auto", download=False, n_train=5000, n_test=1000,
+)
+
 FIG2 = Presets("fig2", {
-    # App. H, "Figure 2": k = 1..10, four strategies, 6 x 5 lr/wd sweep, 100 epochs, eval every 5,
-    # batch 512, warmup 2 epochs then cosine to lr/10. Real CIFAR-10 (falls back loudly).
-    # App. H does not mention augmentation; random flips and 4-px crops are our choice.
-    "paper": dict(
-        ks=list(range(1, 11)), strategies=["inverse_exp", "exp", "scaled", "naive"],
-        lrs=[6e-5, 1e-4, 3e-4, 6e-4, 1e-3, 3e-3], weight_decays=[1e-6, 1e-5, 1e-4, 1e-3, 1e-2],
-        beta=REFERENCE[0], gamma=REFERENCE[1], coupled=False,
-        epochs=100, warmup_epochs=2, min_lr_factor=0.1, eval_every=5, batch_size=512, eval_batch_size=1000,
-        model="paper", model_overrides={}, augment=True,
-        data="cifar10", download=True, n_train=None, n_test=None,
-    ),
-    # k = 1, 2, 3 under inverse_exp (the paper's best strategy) against naive (its worst), two
-    # lrs (3e-4 was worse than both for every row but naive in a 3-lr pilot) and one wd; a fixed
-    # 5,000 / 1,000 image subset (real CIFAR-10 if already on disk, else the SYNTHETIC
-    # stand-in), batch 128, 10 epochs, eval every epoch, no augmentation (the stand-in already
-    # has random shifts and flips). 10 runs (k = 1 shared) of about 17 s each: 168 s measured on
-    # 2 otherwise idle CPU cores.
-    "cpu": dict(
-        ks=[1, 2, 3], strategies=["inverse_exp", "naive"],
-        lrs=[1e-3, 3e-3], weight_decays=[1e-4],
-        beta=REFERENCE[0], gamma=REFERENCE[1], coupled=False,
-        epochs=10, warmup_epochs=1, min_lr_factor=0.1, eval_every=1, batch_size=128, eval_batch_size=500,
-        model="cpu", model_overrides={}, augment=False,
-        data="auto", download=False, n_train=5000, n_test=1000,
-    ),
+    "paper": _FIG2_PAPER,
+    "cpu": _FIG2_CPU,
     # Figure 2's whole grid, k = 1..10 under all four strategies (74 runs: k = 1 shared), on all of
     # CIFAR-10 (downloaded; the SYNTHETIC stand-in, loudly, where it cannot be), with the cpu
     # preset's two lrs and wd, batch 128, 4 epochs (warmup half an epoch), eval every epoch, no
     # augmentation (4 epochs are too few to overfit). Each k's 2 (k = 1) or 8 runs train as one
     # population. The cpu CNN: at a T4's about 30 us per image and member it fits the grid in
     # about 8 min (experiments.estimate); the gpu CNN's 100 us would leave a fraction of an epoch.
-    "gpu": dict(
-        ks=list(range(1, 11)), strategies=["inverse_exp", "exp", "scaled", "naive"],
-        lrs=[1e-3, 3e-3], weight_decays=[1e-4],
-        beta=REFERENCE[0], gamma=REFERENCE[1], coupled=False,
-        epochs=4, warmup_epochs=0.5, min_lr_factor=0.1, eval_every=1, batch_size=128, eval_batch_size=1000,
-        model="cpu", model_overrides={}, augment=False,
-        data="auto", download=True, n_train=None, n_test=None,
-    ),
+    "gpu": dict(_FIG2_CPU, ks=_FIG2_PAPER["ks"], strategies=_FIG2_PAPER["strategies"], epochs=4, warmup_epochs=0.5,
+                eval_batch_size=1000, download=True, n_train=None, n_test=None),
     # CI: two runs on a tiny synthetic set, seconds.
-    "smoke": dict(
-        ks=[1, 2], strategies=["inverse_exp"],
-        lrs=[1e-3], weight_decays=[1e-4],
-        beta=REFERENCE[0], gamma=REFERENCE[1], coupled=False,
-        epochs=1, warmup_epochs=0.5, min_lr_factor=0.1, eval_every=1, batch_size=64, eval_batch_size=128,
-        model="smoke", model_overrides={}, augment=False,
-        data="synthetic", download=False, n_train=256, n_test=128,
-    ),
+    "smoke": dict(_FIG2_CPU, ks=[1, 2], strategies=["inverse_exp"], lrs=[1e-3], epochs=1, warmup_epochs=0.5,
+                  batch_size=64, eval_batch_size=128, model="smoke", data="synthetic", n_train=256, n_test=128),
 }, spec=SPEC, rules=_rules)
 
 SHARED_K1 = (
@@ -172,10 +162,8 @@ def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int, *, spl
     """
     if not isinstance(data, ImageData):
         raise ValueError(f"data must be an ImageData; got {type(data).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
-    if split not in ("test", "train"):
-        raise ValueError(f"split must be 'test' or 'train'; got {split!r}")
+    batch_size = validate.positive_int("batch_size", batch_size)
+    split = validate.choice("split", split, ("test", "train"))
     x_all, y_all = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
     if len(y_all) == 0:
         raise ValueError(f"the {split} split is empty")

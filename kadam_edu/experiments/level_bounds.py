@@ -50,20 +50,20 @@ def _rules(config: dict) -> None:
         kadam_levels(config["k"], beta=config["beta"], gamma=config["gamma"], strategy=s)
 
 
+_PAPER = dict(model="paper", batch_size=64, lr=1e-3, steps=1000, k=3, strategies=_ALL, beta=0.999, gamma=0.9,
+              weight_decay=0.0)
+
+#: Every scale trains k = 3 levels under every strategy at the paper preset's lr, (beta, gamma) and decay.
 LEVEL_BOUNDS = Presets("level_bounds", {
     # App. H's char GPT and lr, k = 3, every strategy. ~1 min on one GPU.
-    "paper": dict(model="paper", batch_size=64, lr=1e-3, steps=1000, k=3, strategies=_ALL,
-                  beta=0.999, gamma=0.9, weight_decay=0.0),
+    "paper": _PAPER,
     # The DESIGN's 2-core GPT: long enough for every level's bound to flatten out except the
     # slow second moments of "exp" and "naive" (beta_i ~ 0.997-0.999). ~10 s per strategy.
-    "cpu": dict(model="cpu", batch_size=32, lr=1e-3, steps=300, k=3, strategies=_ALL,
-                beta=0.999, gamma=0.9, weight_decay=0.0),
+    "cpu": dict(_PAPER, model="cpu", batch_size=32, steps=300),
     # The gpu GPT (4 layers, 128 wide) for App. H's 1000 steps, the four strategies one after
     # another: long enough for the slow second moments of "exp" and "naive" too. ~40 s on a T4.
-    "gpu": dict(model="gpu", batch_size=32, lr=1e-3, steps=1000, k=3, strategies=_ALL,
-                beta=0.999, gamma=0.9, weight_decay=0.0),
-    "smoke": dict(model="smoke", batch_size=8, lr=1e-3, steps=30, k=3, strategies=_ALL,
-                  beta=0.999, gamma=0.9, weight_decay=0.0),
+    "gpu": dict(_PAPER, model="gpu", batch_size=32),
+    "smoke": dict(_PAPER, model="smoke", batch_size=8, steps=30),
 }, spec=SPEC, rules=_rules)
 
 

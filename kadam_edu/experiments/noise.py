@@ -38,22 +38,23 @@ from kadam_edu import bounds, scaling, sde, validate
 from kadam_edu.data import get_batch, load_shakespeare
 from kadam_edu.experiments.common import (
     CHAR_SPEC,
+    CharTask,
     Presets,
+    char_gpt_population_run,
+    char_gpt_run,
     check_model_overrides,
     check_population,
     chunks,
+    log_slope,
     member_bytes,
     population_size,
     settings_for,
-    stacked_batches,
     step_timer,
 )
 from kadam_edu.experiments.result import Result, provenance
-from kadam_edu.models import GPT, GPT_PRESETS, gpt_config
+from kadam_edu.models import GPT_PRESETS, gpt_config
 from kadam_edu.optim import KAdam
-from kadam_edu.population import init_population
-from kadam_edu.scale import pick_device, seed_everything
-from kadam_edu.train import train
+from kadam_edu.scale import pick_device
 from kadam_edu.validate import Choice, Int, ListOf, Optional, Real, Seed
 
 __all__ = ["SDE", "BATCH", "STABILITY", "sde_vs_discrete", "batch_scaling", "scaling_stability",
@@ -87,21 +88,20 @@ def _sde_plan(config: dict) -> tuple[dict, float, int, int, list[dict]]:
     return consts, dt, sde_steps, sde_every, runs
 
 
+_SDE_PAPER = dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0, eps0=0.0,
+                  horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05, 0.025, 0.0125], sde_refine=2, paths=16384)
+
 #: The noisy quadratic and the SDE constants held fixed while lr shrinks. lrs: decreasing, each
 #: lr^2 a whole multiple of dt = min(lrs)^2 / sde_refine; record_dt: a multiple of max(lrs)^2.
 #: With c1 = 10, c2 = 1, lr = 0.1 is gamma = 0.9, beta = 0.99 (sigma = sigma0 / lr = 10).
+#: The other scales change the paper preset's lrs and paths only.
 SDE = Presets("noise_sde", {
-    "paper": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
-                  eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05, 0.025, 0.0125], sde_refine=2,
-                  paths=16384),
-    "cpu": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
-                eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05, 0.025], sde_refine=2, paths=4096),
+    "paper": _SDE_PAPER,
+    "cpu": dict(_SDE_PAPER, lrs=[0.2, 0.1, 0.05, 0.025], paths=4096),
     # gpu: these runs use the CPU whatever the device; the paper preset's 16,384 paths (a quarter of
     # the cpu preset's Monte-Carlo noise in E[L], Var[L]) at the cpu preset's lrs: about 1 min
-    "gpu": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
-                eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05, 0.025], sde_refine=2, paths=16384),
-    "smoke": dict(curvature=[1.0, 4.0], noise_var=[1.0, 1.0], theta0=[2.0, 2.0], c1=10.0, c2=1.0, sigma0=1.0,
-                  eps0=0.0, horizon=3.0, record_dt=0.12, lrs=[0.2, 0.1, 0.05], sde_refine=2, paths=256),
+    "gpu": dict(_SDE_PAPER, lrs=[0.2, 0.1, 0.05, 0.025]),
+    "smoke": dict(_SDE_PAPER, lrs=[0.2, 0.1, 0.05], paths=256),
 }, spec={
     "curvature": ListOf(Real(0, lo_open=True, meaning="the diagonal Hessian h")),
     "noise_var": ListOf(Real(0, meaning="the diagonal per-sample gradient covariance")),
@@ -168,10 +168,7 @@ def sde_vs_discrete(scale="auto", *, seed=0, device=None, progress=None, **overr
 
 # --------------------------------------------------------------------------- batch-size scaling
 
-#: base: Adam at batch base_batch with lr, (beta, gamma) (paper's notation) and eps; each kappa
-#: runs samples / (kappa base_batch) steps. Validation loss on eval_batches fixed batches of
-#: eval_batch_size, at `evals` equally spaced sample counts. floor_seed: a second kappa = 1 run
-#: with another seed, whose mismatch with the first is the seed-to-seed floor.
+
 def _batch_rules(config: dict) -> None:
     """Rules between the keys of :data:`BATCH` (each key has passed its spec)."""
     kappas, base_batch, samples, evals = config["kappas"], config["base_batch"], config["samples"], config["evals"]
@@ -187,17 +184,23 @@ def _batch_rules(config: dict) -> None:
     check_model_overrides(config)
 
 
+_BATCH_PAPER = dict(model="paper", model_overrides={"dropout": 0.0}, base_batch=16, samples=64_000, lr=2e-3, beta=0.999,
+                    gamma=0.95, eps=1e-8, kappas=[1, 2, 4, 8], evals=10, eval_batches=20, eval_batch_size=64,
+                    floor_seed=1)
+
+#: base: Adam at batch base_batch with lr, (beta, gamma) (paper's notation) and eps; each kappa
+#: runs samples / (kappa base_batch) steps. Validation loss on eval_batches fixed batches of
+#: eval_batch_size, at `evals` equally spaced sample counts. floor_seed: a second kappa = 1 run
+#: with another seed, whose mismatch with the first is the seed-to-seed floor.
 BATCH = Presets("noise_batch_scaling", {
-    "paper": dict(model="paper", model_overrides={"dropout": 0.0}, base_batch=16, samples=64_000, lr=2e-3, beta=0.999,
-                  gamma=0.95, eps=1e-8, kappas=[1, 2, 4, 8], evals=10, eval_batches=20, eval_batch_size=64, floor_seed=1),
-    "cpu": dict(model="cpu", model_overrides={}, base_batch=4, samples=12_800, lr=2e-3, beta=0.999, gamma=0.95,
-                eps=1e-8, kappas=[1, 2, 4], evals=8, eval_batches=8, eval_batch_size=32, floor_seed=1),
+    "paper": _BATCH_PAPER,
+    "cpu": dict(_BATCH_PAPER, model="cpu", model_overrides={}, base_batch=4, samples=12_800, kappas=[1, 2, 4], evals=8,
+                eval_batches=8, eval_batch_size=32),
     # gpu: the paper preset's batches, samples and evaluations (kappa up to 8, 64,000 samples per run)
     # on the gpu GPT: each run sees a sixth of tiny-shakespeare, about 3 min in all on a T4
-    "gpu": dict(model="gpu", model_overrides={}, base_batch=16, samples=64_000, lr=2e-3, beta=0.999, gamma=0.95,
-                eps=1e-8, kappas=[1, 2, 4, 8], evals=10, eval_batches=20, eval_batch_size=64, floor_seed=1),
-    "smoke": dict(model="smoke", model_overrides={}, base_batch=2, samples=384, lr=2e-3, beta=0.999, gamma=0.95,
-                  eps=1e-8, kappas=[1, 2, 4], evals=4, eval_batches=2, eval_batch_size=8, floor_seed=1),
+    "gpu": dict(_BATCH_PAPER, model="gpu", model_overrides={}),
+    "smoke": dict(_BATCH_PAPER, model="smoke", model_overrides={}, base_batch=2, samples=384, kappas=[1, 2, 4], evals=4,
+                  eval_batches=2, eval_batch_size=8),
 }, spec=dict(
     CHAR_SPEC,
     base_batch=Int(1, meaning="the batch B of kappa = 1"),
@@ -225,36 +228,13 @@ def curve_mismatch(reference: np.ndarray, other: np.ndarray) -> float:
     return float(np.mean(diff)) if np.all(np.isfinite(diff)) else math.inf
 
 
-def _char_run(corpus, gpt, *, batch, steps, lr, beta, gamma, eps, seed, device, timer, eval_fn=None, eval_every=0,
-              progress=None, desc=None):
-    """The char GPT trained alone with KAdam at (lr, beta, gamma, eps) on batches of ``batch`` drawn
-    from ``seed``, ticking ``timer`` (:func:`~kadam_edu.experiments.common.step_timer`) once a step."""
-    gen = seed_everything(seed)
-    model = GPT(gpt).to(device)
-    opt = KAdam(model.parameters(), lr=lr, betas=(gamma, beta), eps=eps)
-
-    def batch_fn(n):
-        return get_batch(corpus.train, block_size=gpt.block_size, batch_size=batch, generator=gen, device=device)
-
-    return train(model, opt, timer.wrap(batch_fn), lambda m, b: m(*b)[1], steps=steps, eval_fn=eval_fn,
-                 eval_every=eval_every, progress=progress, desc=desc)
-
-
-def _char_population_run(corpus, gpt, *, batch, steps, hps, seeds, device, timer, eval_fn=None, eval_every=0,
-                         progress=None, desc=None):
-    """:func:`_char_run` for E runs of one batch size and eps at once: member e is the run with ``hps[e]``
-    (lr, beta, gamma, eps) and ``seeds[e]``; returns their E records. ``timer`` ticks once per population step."""
-    seed_everything(seeds[0])  # the global RNG (dropout masks), so that the population run repeats
-    gens = {s: torch.Generator().manual_seed(int(s)) for s in seeds}
-    pop = init_population(gpt, [int(s) for s in seeds]).to(device)
-    wide = dict(dtype=torch.float64)
-    opt = KAdam(pop.parameters(), lr=torch.tensor([hp["lr"] for hp in hps], **wide),
-                betas=(torch.tensor([hp["gamma"] for hp in hps], **wide), torch.tensor([hp["beta"] for hp in hps], **wide)),
-                eps=hps[0]["eps"], members=len(hps))
-    batch_fn = stacked_batches(corpus.train, [gens[s] for s in seeds], block_size=gpt.block_size, batch_size=batch,
-                               device=device)
-    return train(pop, opt, timer.wrap(batch_fn), lambda m, b: m(*b)[1], steps=steps, eval_fn=eval_fn,
-                 eval_every=eval_every, progress=progress, desc=desc)
+def _char_task(model: str, model_overrides: dict, *, batch: int, steps: int, hp: dict, device,
+               eval_every: int = 0) -> CharTask:
+    """The char GPT ``model`` (with ``model_overrides``) trained on batches of ``batch`` for ``steps``
+    steps at ``hp``'s lr and eps (KAdam), for :func:`~kadam_edu.experiments.common.char_gpt_run`
+    and :func:`~kadam_edu.experiments.common.char_gpt_population_run`."""
+    return CharTask(dict(model=model, model_overrides=model_overrides, batch_size=batch, lr=hp["lr"], eps=hp["eps"],
+                         steps=steps, eval_every=eval_every), device)
 
 
 def batch_scaling(scale="auto", *, seed=0, device=None, population="auto", progress=None, **overrides) -> Result:
@@ -314,17 +294,19 @@ def batch_scaling(scale="auto", *, seed=0, device=None, population="auto", progr
                        steps=sum(steps_of[jobs[chunk[0]]["kappa"]] for chunk in populations))
     done = {}
     for chunk in populations:
-        kappa = jobs[chunk[0]]["kappa"]
+        kappa, hps = jobs[chunk[0]]["kappa"], [jobs[j]["hp"] for j in chunk]
         steps = steps_of[kappa]
-        shape = dict(batch=base_batch * kappa, steps=steps, device=device, eval_every=steps // evals, progress=progress,
-                     timer=timer)
+        task = _char_task(config["model"], config["model_overrides"], batch=base_batch * kappa, steps=steps, hp=hps[0],
+                          device=device, eval_every=steps // evals)
         if len(chunk) == 1:
             job = jobs[chunk[0]]
-            records = [_char_run(corpus, gpt, **shape, **job["hp"], seed=job["seed"], eval_fn=evaluate, desc=job["desc"])]
+            records = [char_gpt_run(task, beta=job["hp"]["beta"], gamma=job["hp"]["gamma"], seed=job["seed"],
+                                    eval_fn=evaluate, progress=progress, desc=job["desc"], timer=timer)[1]]
         else:
-            records = _char_population_run(corpus, gpt, **shape, hps=[jobs[j]["hp"] for j in chunk],
-                                           seeds=[jobs[j]["seed"] for j in chunk], eval_fn=evaluate_population,
-                                           desc=f"kappa={kappa}: {len(chunk)} runs at once")
+            _, records = char_gpt_population_run(
+                task, betas=[hp["beta"] for hp in hps], gammas=[hp["gamma"] for hp in hps],
+                seeds=[jobs[j]["seed"] for j in chunk], lrs=[hp["lr"] for hp in hps], eval_fn=evaluate_population,
+                progress=progress, desc=f"kappa={kappa}: {len(chunk)} runs at once", timer=timer)
         done.update({j: curve(rec, kappa, steps) for j, rec in zip(chunk, records)})
     runs = {(jobs[j]["rule"], jobs[j]["kappa"]): done[j] for j in done}
 
@@ -355,11 +337,7 @@ def batch_scaling(scale="auto", *, seed=0, device=None, population="auto", progr
 
 # --------------------------------------------------------------------------- stability under the rule
 
-#: base: a point of B+ with gamma > beta (kappa_c = 6.67, kappa_d = 11.1, kappa_limit = 20).
-#: gpt: the char GPT at batch base_batch*kappa, lr*sqrt(kappa), `steps` steps per kappa (KAdam's
-#: eps = 1e-30, as in fig1). toy: linear regression, `dim` always-on features and `dim` features
-#: that are zero from step `off_at` on (a pattern that leaves the data), eps = 0, float64.
-#: The slope of log ||u_n||_inf is fitted by least squares over the last `fit_fraction` of the run.
+
 def _stability_rules(config: dict) -> None:
     """Rules between the keys of :data:`STABILITY` (each key has passed its spec)."""
     beta, gamma = config["beta"], config["gamma"]
@@ -380,20 +358,22 @@ def _stability_rules(config: dict) -> None:
                          "(the step where the second block of features switches off)")
 
 
+_STABILITY_PAPER = dict(beta=0.95, gamma=0.97, lr=1e-3, gpt_model="paper", gpt_base_batch=4, gpt_steps=600,
+                        gpt_kappas=[1, 4, 8, 12, 16], toy_kappas=[1, 2, 4, 6, 8, 10, 12, 14, 16], toy_dim=8,
+                        toy_base_batch=4, toy_steps=300, toy_off_at=100, fit_fraction=0.5)
+
+#: base: a point of B+ with gamma > beta (kappa_c = 6.67, kappa_d = 11.1, kappa_limit = 20).
+#: gpt: the char GPT at batch base_batch*kappa, lr*sqrt(kappa), `steps` steps per kappa (KAdam's
+#: eps = 1e-30, as in fig1). toy: linear regression, `dim` always-on features and `dim` features
+#: that are zero from step `off_at` on (a pattern that leaves the data), eps = 0, float64.
+#: The slope of log ||u_n||_inf is fitted by least squares over the last `fit_fraction` of the run.
 STABILITY = Presets("noise_stability", {
-    "paper": dict(beta=0.95, gamma=0.97, lr=1e-3, gpt_model="paper", gpt_base_batch=4, gpt_steps=600,
-                  gpt_kappas=[1, 4, 8, 12, 16], toy_kappas=[1, 2, 4, 6, 8, 10, 12, 14, 16], toy_dim=8, toy_base_batch=4,
-                  toy_steps=300, toy_off_at=100, fit_fraction=0.5),
-    "cpu": dict(beta=0.95, gamma=0.97, lr=1e-3, gpt_model="cpu", gpt_base_batch=2, gpt_steps=300,
-                gpt_kappas=[1, 4, 8, 12, 16], toy_kappas=[1, 2, 4, 6, 8, 10, 12, 14, 16], toy_dim=8, toy_base_batch=4,
-                toy_steps=300, toy_off_at=100, fit_fraction=0.5),
+    "paper": _STABILITY_PAPER,
+    "cpu": dict(_STABILITY_PAPER, gpt_model="cpu", gpt_base_batch=2, gpt_steps=300),
     # gpu: the paper preset's GPT runs (batch 4 kappa, 600 steps) on the gpu GPT: under a minute
-    "gpu": dict(beta=0.95, gamma=0.97, lr=1e-3, gpt_model="gpu", gpt_base_batch=4, gpt_steps=600,
-                gpt_kappas=[1, 4, 8, 12, 16], toy_kappas=[1, 2, 4, 6, 8, 10, 12, 14, 16], toy_dim=8, toy_base_batch=4,
-                toy_steps=300, toy_off_at=100, fit_fraction=0.5),
-    "smoke": dict(beta=0.95, gamma=0.97, lr=1e-3, gpt_model="smoke", gpt_base_batch=2, gpt_steps=40,
-                  gpt_kappas=[1, 16], toy_kappas=[1, 8, 16], toy_dim=8, toy_base_batch=4, toy_steps=200,
-                  toy_off_at=60, fit_fraction=0.5),
+    "gpu": dict(_STABILITY_PAPER, gpt_model="gpu"),
+    "smoke": dict(_STABILITY_PAPER, gpt_model="smoke", gpt_base_batch=2, gpt_steps=40, gpt_kappas=[1, 16],
+                  toy_kappas=[1, 8, 16], toy_steps=200, toy_off_at=60),
 }, spec={
     "beta": CHAR_SPEC["beta"],
     "gamma": CHAR_SPEC["gamma"],
@@ -414,17 +394,10 @@ STABILITY = Presets("noise_stability", {
 def fitted_log_slope(values, start: int) -> float | None:
     """Least-squares slope of log(values[n]) against n over n >= start (finite, positive values only).
 
-    None when fewer than 3 such values remain.
+    :func:`~kadam_edu.experiments.common.log_slope` from ``start`` on; None when fewer than 3
+    such values remain.
     """
-    values = np.asarray(values, dtype=float)
-    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
-        raise ValueError(f"start must be an int >= 0; got {start!r}")
-    n = np.arange(len(values))
-    with np.errstate(invalid="ignore"):
-        keep = (n >= start) & np.isfinite(values) & (values > 0)
-    if keep.sum() < 3:
-        return None
-    return float(np.polyfit(n[keep], np.log(values[keep]), 1)[0])
+    return log_slope(values, start, least=3)
 
 
 def _toy_run(*, kappa, hp, dim, base_batch, steps, off_at, seed):
@@ -480,8 +453,6 @@ def scaling_stability(scale="auto", *, seed=0, device=None, progress=None, **ove
                 "final_max_update": float(mu[np.isfinite(mu)][-1]) if np.isfinite(mu).any() else None,
                 "seconds": round(seconds, 2)}
 
-    corpus = load_shakespeare()
-    gpt = gpt_config(config["gpt_model"], dropout=0.0)
     steps = int(config["gpt_steps"])
     start = int(round(steps * (1 - config["fit_fraction"])))
     # at the first (smallest) batch's rate: a lower bound where a step's time grows with its batch (a CPU)
@@ -489,8 +460,10 @@ def scaling_stability(scale="auto", *, seed=0, device=None, progress=None, **ove
                        note="the linear-model runs come on top")
     for kappa in config["gpt_kappas"]:
         hp = scaling.square_root_rule(kappa, lr=config["lr"], beta=beta, gamma=gamma, eps=1e-30)
-        rec = _char_run(corpus, gpt, batch=int(round(config["gpt_base_batch"] * kappa)), steps=steps, **hp, seed=seed,
-                        device=device, timer=timer, progress=progress, desc=f"char GPT, kappa={kappa}")
+        task = _char_task(config["gpt_model"], {"dropout": 0.0}, batch=int(round(config["gpt_base_batch"] * kappa)),
+                          steps=steps, hp=hp, device=device)
+        _, rec = char_gpt_run(task, beta=hp["beta"], gamma=hp["gamma"], seed=seed, timer=timer, progress=progress,
+                              desc=f"char GPT, kappa={kappa}")
         mu = np.full(steps, np.nan)
         mu[:len(rec.max_update)] = rec.max_update
         arrays[f"gpt/k{kappa:g}/max_update"] = mu

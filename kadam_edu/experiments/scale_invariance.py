@@ -30,7 +30,9 @@ from kadam_edu.continuous import (
     update_terms,
 )
 from kadam_edu.experiments.common import (
+    CHAR_RUNS,
     CHAR_SPEC,
+    REFERENCE,
     CharTask,
     Presets,
     char_gpt_run,
@@ -40,22 +42,21 @@ from kadam_edu.experiments.common import (
 )
 from kadam_edu.experiments.result import Result, provenance
 from kadam_edu.models import GPT, flat_indices, gpt_config
+from kadam_edu.optim import bias_correction
+from kadam_edu.progress import bar as progress_bar
 from kadam_edu.scale import StepTimer, pick_device, seed_everything
-from kadam_edu.train import _progress_default
 from kadam_edu.validate import Choice, Int
 
 __all__ = ["fig4", "fig5", "fig7", "coarse_grained_adam", "char_coarse_grained_run", "FIG4", "FIG5", "FIG7"]
 
-REFERENCE = (0.999, 0.9)  # (beta, gamma): PyTorch's defaults in the paper's notation
-
-_CHAR = {  # App. H; the cpu and smoke models are the DESIGN's
-    "paper": dict(model="paper", batch_size=64, lr=1e-3, beta=REFERENCE[0], gamma=REFERENCE[1]),
-    "cpu": dict(model="cpu", batch_size=32, lr=1e-3, beta=REFERENCE[0], gamma=REFERENCE[1]),
-    "smoke": dict(model="smoke", batch_size=8, lr=1e-3, beta=REFERENCE[0], gamma=REFERENCE[1]),
-    # gpu: the 4-layer, 4-head, 128-wide GPT at App. H's batch: 32 query/key heads of 32 x 128
-    # (the cpu model has 16 of 16 x 64), closer to the paper's 72 of 64 x 384; these figures train
-    # for 100 steps, so the larger model costs seconds (Fig. 7's ODE: minutes)
-    "gpu": dict(model="gpu", batch_size=64, lr=1e-3, beta=REFERENCE[0], gamma=REFERENCE[1]),
+_CHAR = {  # App. H at PyTorch's (beta, gamma); the cpu and smoke models are the DESIGN's
+    scale: dict(run, beta=REFERENCE[0], gamma=REFERENCE[1]) for scale, run in dict(
+        CHAR_RUNS,
+        # gpu: the 4-layer, 4-head, 128-wide GPT at App. H's batch: 32 query/key heads of 32 x 128
+        # (the cpu model has 16 of 16 x 64), closer to the paper's 72 of 64 x 384; these figures train
+        # for 100 steps, so the larger model costs seconds (Fig. 7's ODE: minutes)
+        gpu=dict(CHAR_RUNS["paper"], model="gpu"),
+    ).items()
 }
 
 
@@ -189,7 +190,7 @@ def coarse_grained_adam(
     coarse_grain: bool = True,
     eps: float = 1e-30,
     record=None,
-    progress: bool = False,
+    progress: bool | None = False,
     desc: str | None = None,
 ) -> tuple[Trajectory, np.ndarray]:
     r"""Adam (Eq. 1, no weight decay) with the coarse-grained second moment of Assumption 2 (App. J, G).
@@ -214,10 +215,10 @@ def coarse_grained_adam(
     same way, the two runs see the same batches and dropout masks.
 
     record: indices into the flattened parameter vector (see :func:`flat_indices`), default all.
+    progress: a bar over the steps (:func:`kadam_edu.progress.bar`; None: ``$KADAM_PROGRESS``).
     Returns (a :class:`Trajectory` with theta [steps + 1, R], the losses [steps]).
     """
-    if not isinstance(coarse_grain, bool):
-        raise ValueError(f"coarse_grain must be True or False; got {coarse_grain!r}")
+    coarse_grain = validate.boolean("coarse_grain", coarse_grain)
     params = [p for p in model.parameters() if p.requires_grad]
     idx = None if record is None else torch.as_tensor(record, dtype=torch.long).reshape(-1)
     if idx is not None and (idx.numel() == 0 or idx.min() < 0 or idx.max() >= _flat_size(model)):
@@ -235,18 +236,14 @@ def coarse_grained_adam(
         return (flat if idx is None else flat[idx.to(flat.device)]).clone()
 
     out, losses = [snapshot()], []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc=desc, leave=False)
+    bar = progress_bar(progress, total=steps, desc=desc)
     model.train()
     for n in range(steps):
         for p in params:
             p.grad = None
         loss = loss_fn(model, batch_fn(n))
         loss.backward()
-        c = (1.0 - beta ** (n + 1)) ** 0.5 / (1.0 - gamma ** (n + 1))  # Eq. 1's bias correction
+        c = bias_correction(n, beta=beta, gamma=gamma)  # Eq. 1's c_n
         with torch.no_grad():
             for p in params:
                 if p.grad is None:
@@ -275,11 +272,8 @@ def coarse_grained_adam(
 
 
 FIG5 = Presets("fig5", {
-    # App. G trains with qk-norm so that each query/key matrix is scale invariant
-    "paper": dict(_CHAR["paper"], steps=100, params=16, model_overrides={"qk_norm": True}),
-    "cpu": dict(_CHAR["cpu"], steps=100, params=16, model_overrides={"qk_norm": True}),
-    "gpu": dict(_CHAR["gpu"], steps=100, params=16, model_overrides={"qk_norm": True}),
-    "smoke": dict(_CHAR["smoke"], steps=20, params=16, model_overrides={"qk_norm": True}),
+    # fig4's runs; App. G trains with qk-norm so that each query/key matrix is scale invariant
+    scale: dict(preset, params=16, model_overrides={"qk_norm": True}) for scale, preset in FIG4.items()
 }, spec=SPEC, rules=check_model_overrides)
 
 
@@ -295,8 +289,7 @@ def char_coarse_grained_run(task: CharTask, *, seed: int, coarse_grain: bool, re
     traj, loss = coarse_grained_adam(
         model, batch_fn, lambda mdl, b: mdl(*b)[1], steps=task.config["steps"], lr=task.config["lr"],
         beta=task.config["beta"], gamma=task.config["gamma"], blocks=model.query_key_heads(),
-        coarse_grain=coarse_grain, record=record,
-        progress=_progress_default() if progress is None else progress, desc=desc,
+        coarse_grain=coarse_grain, record=record, progress=progress, desc=desc,
     )
     return model, traj, loss
 
@@ -370,20 +363,23 @@ def fig5(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
 
 
 # =========================================================================== fig7
-FIG7 = Presets("fig7", {
-    # App. K: K = 100 Euler substeps (App. I), p = 1, eta = 1e-3, (beta, gamma) = (0.999, 0.9).
-    # Dropout 0: the ODE needs a deterministic loss per batch. weight_decay: decoupled (AdamW),
-    # non-zero so that the lam terms of Eq. 4 and Eq. 12 take part.
-    "paper": dict(_CHAR["paper"], steps=100, weight_decay=0.1, method="euler", substeps=100, params=16, heads=16,
-                  model_overrides={"qk_norm": True, "dropout": 0.0}),
+#: The ODE solver of Fig. 7 at each scale: method and K substeps (App. I).
+_FIG7_SOLVER = {
+    "paper": dict(method="euler", substeps=100),  # App. K: K = 100 Euler substeps
     # the exponential integrator at 4 substeps tracks Adam as well as Euler at 100 (benchmarks/ode_accuracy.py)
-    "cpu": dict(_CHAR["cpu"], steps=100, weight_decay=0.1, method="exp", substeps=4, params=16, heads=16,
-                model_overrides={"qk_norm": True, "dropout": 0.0}),
+    "cpu": dict(method="exp", substeps=4),
     # App. K's integrator (Euler, K = 100: 10,000 gradients) on the gpu model: about 3 min on a T4
-    "gpu": dict(_CHAR["gpu"], steps=100, weight_decay=0.1, method="euler", substeps=100, params=16, heads=16,
-                model_overrides={"qk_norm": True, "dropout": 0.0}),
-    "smoke": dict(_CHAR["smoke"], steps=20, weight_decay=0.1, method="exp", substeps=2, params=16, heads=16,
-                  model_overrides={"qk_norm": True, "dropout": 0.0}),
+    "gpu": dict(method="euler", substeps=100),
+    "smoke": dict(method="exp", substeps=2),
+}
+
+FIG7 = Presets("fig7", {
+    # fig4's runs, with App. K's p = 1, eta = 1e-3, (beta, gamma) = (0.999, 0.9). Dropout 0: the ODE
+    # needs a deterministic loss per batch. weight_decay: decoupled (AdamW), non-zero so that the lam
+    # terms of Eq. 4 and Eq. 12 take part.
+    scale: dict(FIG4[scale], weight_decay=0.1, **_FIG7_SOLVER[scale], params=16, heads=16,
+                model_overrides={"qk_norm": True, "dropout": 0.0})
+    for scale in FIG4
 }, spec=SPEC, rules=_fig7_rules)
 
 
@@ -434,11 +430,7 @@ def fig7(scale="auto", *, seed=0, device=None, shard=None, progress=None, **over
     model = GPT(task.gpt).to(device)
     next_batch = task.batch_fn(gen)
     batches = [next_batch(n) for n in range(config["steps"])]
-    bar = None
-    if _progress_default() if progress is None else progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(desc="fig7 gradient evaluations", leave=False)
+    bar = progress_bar(progress, desc="fig7 gradient evaluations")
     # every gradient evaluation: the discrete run's one per step, then the ODE solver's
     timer = step_timer("fig7", scale, device=device, steps=config["steps"] + _ode_grad_evals(
         config["method"], config["steps"], config["substeps"]))

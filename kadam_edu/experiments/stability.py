@@ -20,7 +20,9 @@ import numpy as np
 
 from kadam_edu import bounds, validate
 from kadam_edu.experiments.common import (
+    CHAR_RUNS,
     CHAR_SPEC,
+    REFERENCE,
     CharTask,
     Presets,
     char_gpt_population_run,
@@ -43,17 +45,13 @@ from kadam_edu.validate import Int, Pair, Real
 
 __all__ = ["fig1", "fig3", "fig9", "fig10", "fig11", "fig12"]
 
-REFERENCE = (0.999, 0.9)  # (beta, gamma): PyTorch's defaults in the paper's notation
-
-_CHAR = {  # shared by every figure here; the paper's is App. H
-    "paper": dict(model="paper", batch_size=64, lr=1e-3),
-    "cpu": dict(model="cpu", batch_size=32, lr=1e-3),
-    "smoke": dict(model="smoke", batch_size=8, lr=1e-3),
+_CHAR = dict(  # shared by every figure here; the paper's is App. H
+    CHAR_RUNS,
     # gpu: the cpu model at the paper's sweep sizes. The max-update law and the test loss along
     # the curves show on it, and a member step costs about 0.8 ms on a T4 in a population of 32
     # (experiments.estimate), which is what lets 64 x 1500 (Fig. 1) and 128 x 3000 (Fig. 9) fit.
-    "gpu": dict(model="cpu", batch_size=32, lr=1e-3),
-}
+    gpu=CHAR_RUNS["cpu"],
+)
 
 #: Specs of the keys of this module's presets (CHAR_SPEC: the char GPT's).
 SPEC = dict(
@@ -142,7 +140,7 @@ def _max_update_runs(task, timer, seed, *, paired=False, schedule=None, extra=No
 
 
 def _setup(presets, scale, seed, device, shard, population, paired, overrides):
-    """Every argument of a figure here checked (and normalised) before any work: (scale, config, seed,
+    """Every argument of a figure here checked (and normalized) before any work: (scale, config, seed,
     shard, device, population, paired)."""
     scale, config = settings_for(presets, scale, overrides)
     seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
