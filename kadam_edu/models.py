@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kadam_edu import validate
+from kadam_edu.scale import with_overrides
 
 __all__ = [
     "GPTConfig",
@@ -56,19 +57,15 @@ __all__ = [
 
 # --------------------------------------------------------------------------- presets
 def _from_preset(presets: dict, kind: str, scale: str, overrides: dict):
-    """``presets[scale]`` with the fields in ``overrides`` replaced (validated by the config's
-    ``__post_init__``); ValueError naming the unknown scale or fields."""
+    """``presets[scale]`` with the fields in ``overrides`` replaced (:func:`kadam_edu.scale.with_overrides`;
+    the config's ``__post_init__`` checks the values); ValueError naming the unknown scale or fields."""
     if scale not in presets:
         raise ValueError(
             f"unknown {kind} scale {scale!r}; choose one of {sorted(presets)} "
             "(resolve 'auto' with kadam_edu.scale first)"
         )
-    base = presets[scale]
-    known = {f.name for f in dataclasses.fields(base)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown {type(base).__name__} field(s) {unknown}; known fields: {sorted(known)}")
-    return dataclasses.replace(base, **overrides)  # __post_init__ validates the result
+    name = type(presets[scale]).__name__
+    return with_overrides(presets[scale], overrides, what=f"{name} field(s)", owner=name)
 
 
 # =========================================================================== character GPT

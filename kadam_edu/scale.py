@@ -15,11 +15,12 @@ never picked by ``"auto"``: it must be named. An explicit scale passed to a func
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch
 
 from kadam_edu import validate
 
-__all__ = ["SCALES", "resolve_scale", "pick_device", "seed_everything", "describe", "device_name", "project",
+__all__ = ["SCALES", "with_overrides", "resolve_scale", "pick_device", "seed_everything", "describe", "device_name", "project",
            "StepTimer", "format_seconds"]
 
 SCALES = ("smoke", "cpu", "gpu", "paper")
@@ -216,3 +217,26 @@ def float32_precision(precision: str = "exact") -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+def with_overrides(preset, overrides: Mapping, *, what: str = "settings", owner: str = "this experiment"):
+    """``preset`` with ``overrides`` applied: the one rule for "a preset, changed in a few keys".
+
+    ``preset``: a dict (a new dict comes back, the preset's keys in their order) or a dataclass
+    instance (``dataclasses.replace``: its ``__post_init__`` checks the new values); the preset is
+    left as it is. A key the preset lacks is refused, before anything is built, with
+    ``ValueError("unknown {what} [...]; {owner} takes [...]")``. The values are the caller's to
+    check (:meth:`Presets.check`).
+    """
+    if not isinstance(overrides, Mapping):
+        raise TypeError(f"overrides must be a dict of {what}; got {type(overrides).__name__}")
+    if isinstance(preset, Mapping):
+        known = set(preset)
+    elif dataclasses.is_dataclass(preset) and not isinstance(preset, type):
+        known = {f.name for f in dataclasses.fields(preset)}
+    else:
+        raise TypeError(f"preset must be a dict or a dataclass instance; got {type(preset).__name__}")
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; {owner} takes {sorted(known)}")
+    return dict(preset, **overrides) if isinstance(preset, Mapping) else dataclasses.replace(preset, **overrides)

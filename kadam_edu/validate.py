@@ -25,6 +25,7 @@ import torch
 
 __all__ = [
     "MAX_SEED",
+    "student_function",
     "Check",
     "Int",
     "Real",
@@ -431,3 +432,14 @@ def generator(name: str, value, *, optional: bool = False, cpu: bool = False, me
     if cpu and value.device.type != "cpu":
         raise ValueError(f"{name} must be {rule}; got one on {value.device}")
     return value
+
+
+def student_function(caller: str, fn, what: str):
+    """``fn`` when it is callable; else TypeError saying that ``caller`` wants the function ``what``
+    itself (a student's common slip: passing its result, or forgetting to define it)."""
+    if not callable(fn):
+        raise TypeError(
+            f"{caller} expects your function {what} itself (a callable, without calling it); "
+            f"got {fn!r} of type {type(fn).__name__}"
+        )
+    return fn

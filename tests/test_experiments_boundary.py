@@ -106,3 +106,24 @@ def test_label_grid_is_the_labels_as_an_array_or_a_clear_error(sweep):
         boundary.label_grid(sweep, [["stable"]])
     with pytest.raises(ValueError, match="'stable' or 'unstable'"):
         boundary.label_grid(sweep, [["Stable"] * 11] * 2)
+
+
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "gpu", "paper"])
+def test_every_scale_has_a_grid(scale):
+    """'auto' resolves to 'gpu' on a CUDA machine (Colab): the A3 notebook must get a grid there too."""
+    settings = boundary.boundary_settings(scale)
+    assert settings["betas"].ndim == 1 and settings["gammas"].ndim == 1 and settings["steps"] > 0
+
+
+def test_boundary_settings_takes_overrides_of_its_keys_only():
+    assert boundary.boundary_settings("smoke", steps=200, window=(100, 200))["steps"] == 200
+    assert boundary.boundary_settings("smoke")["steps"] == boundary.BOUNDARY_PRESETS["smoke"]["steps"]
+    with pytest.raises(ValueError, match=r"unknown settings \['stepz'\].*'steps'"):
+        boundary.boundary_settings("smoke", stepz=200)
+
+
+def test_reference_log_slope_is_the_least_squares_slope_or_nan():
+    mu = np.exp(0.25 * np.arange(20.0))
+    assert boundary.reference_log_slope(mu, 5, 15) == pytest.approx(0.25, rel=1e-12)
+    mu[6:] = np.nan
+    assert math.isnan(boundary.reference_log_slope(mu, 5, 15))

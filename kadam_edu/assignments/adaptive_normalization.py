@@ -20,7 +20,7 @@ from torch import nn
 from kadam_edu import validate
 from kadam_edu.assignments.engine import (_COMPLEX_HINT, CheckResult, NotAnswered, _agree, _describe_exception,
                                           _exception_hints, _g, _match_mistake, _Mistake, _nonfinite_note,
-                                          _not_answered, _pair, _preload_torch_optim, _Raised, _require_callable,
+                                          _not_answered, _pair, _preload_torch_optim, _Raised,
                                           _result, _stops_at_time_limit, _StudentCode, _to_array)
 from kadam_edu.optim import KAdam, Level, check_levels, kadam_levels
 
@@ -166,7 +166,7 @@ def check_adaptive_normalization(step_fn, *, timeout: float = 10.0) -> CheckResu
     ``step_fn`` together (default 10).
     """
     check = "check_adaptive_normalization"
-    _require_callable(check, step_fn, "adaptive_normalization(x, m, v, n, *, gamma, beta)")
+    validate.student_function(check, step_fn, "adaptive_normalization(x, m, v, n, *, gamma, beta)")
     run = _StudentCode(check, timeout)
     xs = _an_inputs()
     student, reference = [], []
@@ -437,7 +437,7 @@ def check_rmsprop(factory, *, timeout: float = 30.0) -> CheckResult:
     normalization with gamma = 0 (bias-corrected; equal to ``KAdam(betas=(0, beta))``).
     ``timeout``: seconds for building and stepping your optimizers, all together (default 30)."""
     check = "check_rmsprop"
-    _require_callable(check, factory, "rmsprop(params, *, lr, beta)")
+    validate.student_function(check, factory, "rmsprop(params, *, lr, beta)")
     run = _StudentCode(check, timeout)
     cases = [(f"RMSprop beta={b}", [Level(gamma=0.0, beta=b)], dict(lr=_OPT_LR, beta=b)) for b in (0.9, 0.5)]
     extra = {"no_bias": "Bias correction missing: that is torch.optim.RMSprop's update. App. R's RMSprop is A with "
@@ -455,7 +455,7 @@ def check_adam(factory, *, timeout: float = 30.0) -> CheckResult:
     (beta: second moment, gamma: first moment), against ``KAdam(betas=(gamma, beta))``.
     ``timeout``: seconds for building and stepping your optimizers, all together (default 30)."""
     check = "check_adam"
-    _require_callable(check, factory, "adam(params, *, lr, beta, gamma)")
+    validate.student_function(check, factory, "adam(params, *, lr, beta, gamma)")
     run = _StudentCode(check, timeout)
     pairs = [(0.999, 0.9), (0.9, 0.99), (0.7, 0.5)]
     cases = [(f"Adam beta={b}, gamma={g}", [Level(gamma=g, beta=b)], dict(lr=_OPT_LR, beta=b, gamma=g))
@@ -475,7 +475,7 @@ def check_kadam(opt_factory, *, timeout: float = 30.0) -> CheckResult:
     ``timeout``: seconds for building, stepping and training with your optimizers, all together
     (default 30)."""
     check = "check_kadam"
-    _require_callable(check, opt_factory, "kadam(params, *, lr, levels)")
+    validate.student_function(check, opt_factory, "kadam(params, *, lr, levels)")
     run = _StudentCode(check, timeout)
     cases = [
         ("k=1 (Adam)", [Level(gamma=0.9, beta=0.999)]),

@@ -17,7 +17,7 @@ import numpy as np
 from kadam_edu import bounds, validate
 from kadam_edu.assignments.engine import (CheckResult, NotAnswered, _agree, _args, _collect, _describe_exception,
                                           _exception_hints, _g, _match_mistake, _Mistake, _nonfinite_note, _pair,
-                                          _Raised, _require_callable, _result, _stops_at_time_limit, _StudentCode,
+                                          _Raised, _result, _stops_at_time_limit, _StudentCode,
                                           _to_array, _to_float)
 
 __all__ = ["check_discrete_bound", "check_adam_updates", "check_extremal_sequence", "check_discrete_rate",
@@ -143,7 +143,7 @@ def check_discrete_bound(fn, *, timeout: float = 10.0) -> CheckResult:
     calls of ``fn`` together (default 10).
     """
     check = "check_discrete_bound"
-    _require_callable(check, fn, "discrete_bound(n, beta, gamma)")
+    validate.student_function(check, fn, "discrete_bound(n, beta, gamma)")
     run = _StudentCode(check, timeout)
     cases = _BOUND_CASES
     values, raised, early = _collect(run, "discrete_bound", fn, cases, lambda v, c: _to_float(v),
@@ -282,7 +282,7 @@ def check_adam_updates(fn, *, timeout: float = 10.0) -> CheckResult:
     ``timeout``: seconds for all calls of ``fn`` together (default 10).
     """
     check = "check_adam_updates"
-    _require_callable(check, fn, "adam_updates(grads, beta, gamma)")
+    validate.student_function(check, fn, "adam_updates(grads, beta, gamma)")
     run = _StudentCode(check, timeout)
     cases = _adam_cases()
     calls = [(grads.copy(), b, g) for grads, b, g in cases]
@@ -337,7 +337,7 @@ def check_extremal_sequence(fn, *, timeout: float = 10.0) -> CheckResult:
     updates attain the discrete bound at every step n = 0..steps-1 (ratio 1 to 1e-9).
     ``timeout``: seconds for all calls of ``fn`` together (default 10)."""
     check = "check_extremal_sequence"
-    _require_callable(check, fn, "extremal_gradients(steps, beta, gamma)")
+    validate.student_function(check, fn, "extremal_gradients(steps, beta, gamma)")
     run = _StudentCode(check, timeout)
     cases = [(_EXTREMAL_STEPS, b, g) for b, g in _EXTREMAL_CASES]
     values, raised, early = _collect(run, "extremal_gradients", fn, cases,
@@ -409,7 +409,7 @@ def check_discrete_rate(fn, *, timeout: float = 10.0) -> CheckResult:
     """Check ``fn(beta, gamma) -> float``: the slope of ln(discrete bound) per step as n -> inf
     (finite everywhere, 0 at gamma = 0). ``timeout``: seconds for all calls of ``fn`` together (default 10)."""
     check = "check_discrete_rate"
-    _require_callable(check, fn, "discrete_rate(beta, gamma)")
+    validate.student_function(check, fn, "discrete_rate(beta, gamma)")
     run = _StudentCode(check, timeout)
     cases = _RATE_CASES
     values, raised, early = _collect(run, "discrete_rate", fn, cases, lambda v, c: _to_float(v), ("beta", "gamma"))

@@ -121,14 +121,6 @@ def _pair(a, b) -> tuple[str, str]:
     return fa, fb
 
 
-def _require_callable(check: str, fn, what: str) -> None:
-    if not callable(fn):
-        raise TypeError(
-            f"{check} expects your function {what} itself (a callable, without calling it); "
-            f"got {fn!r} of type {type(fn).__name__}"
-        )
-
-
 def _describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 

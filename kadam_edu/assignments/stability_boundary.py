@@ -19,8 +19,8 @@ import torch
 from kadam_edu import validate
 from kadam_edu.assignments.engine import (CheckResult, NotAnswered, _agree, _describe_exception, _exception_hints,
                                           _g, _nonfinite_note, _not_answered, _pair, _preload_torch_optim, _Raised,
-                                          _require_callable, _result, _stops_at_time_limit, _StudentCode, _to_float)
-from kadam_edu.experiments.boundary import BoundarySweep, _reference_log_slope, label_grid
+                                          _result, _stops_at_time_limit, _StudentCode, _to_float)
+from kadam_edu.experiments.boundary import BoundarySweep, label_grid, reference_log_slope
 from kadam_edu.optim import KAdam
 
 __all__ = ["check_make_optimizer", "check_log_slope", "check_classification", "check_boundary"]
@@ -32,7 +32,7 @@ def check_make_optimizer(fn, *, timeout: float = 10.0) -> CheckResult:
     eps = 0 (the setting of the bound), no weight decay, k = 1. ``timeout``: seconds for all
     calls of ``fn`` together (default 10)."""
     check = "check_make_optimizer"
-    _require_callable(check, fn, "make_optimizer(params, *, beta, gamma, lr)")
+    validate.student_function(check, fn, "make_optimizer(params, *, beta, gamma, lr)")
     run = _StudentCode(check, timeout)
     _preload_torch_optim()
     for beta, gamma, lr in [(0.5, 0.8, 0.01), (0.999, 0.9, 0.001), (0.3, 0.0, 0.1)]:
@@ -104,7 +104,7 @@ def check_log_slope(fn, *, timeout: float = 10.0) -> CheckResult:
     is finite on every test sequence). ``timeout``: seconds for all calls of ``fn`` together
     (default 10)."""
     check = "check_log_slope"
-    _require_callable(check, fn, "log_slope(max_update, start, stop)")
+    validate.student_function(check, fn, "log_slope(max_update, start, stop)")
     run = _StudentCode(check, timeout)
     student, reference = [], []
     cases = _slope_cases()
@@ -119,7 +119,7 @@ def check_log_slope(fn, *, timeout: float = 10.0) -> CheckResult:
                            _exception_hints(err.error))
         except TypeError as err:
             return _result(check, False, f"log_slope {where} {err}.")
-        reference.append(_reference_log_slope(mu, start, stop))
+        reference.append(reference_log_slope(mu, start, stop))
     wrong = [not _agree(s, r, rtol=1e-6, atol=1e-12) for s, r in zip(student, reference)]
     if not any(wrong):
         return _result(check, True, "your slopes are the least-squares slopes of ln ||u_n||.",

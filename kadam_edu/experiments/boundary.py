@@ -23,10 +23,11 @@ from kadam_edu import bounds, validate
 from kadam_edu.optim import KAdam
 from kadam_edu.progress import bar as progress_bar
 from kadam_edu.progress import enabled as progress_enabled
-from kadam_edu.scale import resolve_scale
+from kadam_edu.experiments.common import log_slope
+from kadam_edu.scale import resolve_scale, with_overrides
 
 __all__ = ["RareFeatureProblem", "BoundarySweep", "BOUNDARY_PRESETS", "LABELS", "boundary_settings", "boundary_sweep",
-           "label_grid"]
+           "reference_log_slope", "label_grid"]
 
 
 @dataclass(frozen=True)
@@ -81,15 +82,6 @@ class RareFeatureProblem:
             return (2.0 / x.shape[0]) * (x.T @ (x @ w - y))
 
 
-def _require_function(caller: str, fn, what: str) -> None:
-    """TypeError unless ``fn`` is callable: the student passed a value (e.g. the function's result)."""
-    if not callable(fn):
-        raise TypeError(
-            f"{caller} expects your function {what} itself (a callable, without calling it); "
-            f"got {fn!r} of type {type(fn).__name__}"
-        )
-
-
 def _quiet(fn, *args, **kwargs):
     """Call a student's function with numpy/python warnings silenced (they become values)."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -104,7 +96,8 @@ def _reference_optimizer(params, *, beta, gamma, lr):
 
 
 #: A3 sweep settings per scale: a grid of betas x gammas, steps per run and the fit window.
-#: The toy runs on the CPU at every scale (it is tiny); "paper" only refines the grid.
+#: The toy runs on the CPU at every scale (it is tiny, so a GPU would not speed it up): "gpu" is
+#: the cpu grid, and "paper" only refines the grid.
 BOUNDARY_PRESETS = {
     "smoke": dict(betas=(0.3, 0.5, 0.9), gammas=tuple(np.round(np.arange(0.40, 0.995, 0.03), 3)),
                   steps=120, window=(60, 120)),
@@ -113,12 +106,23 @@ BOUNDARY_PRESETS = {
     "paper": dict(betas=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
                   gammas=tuple(np.round(np.arange(0.30, 0.998, 0.0075), 4)), steps=300, window=(150, 300)),
 }
+BOUNDARY_PRESETS["gpu"] = BOUNDARY_PRESETS["cpu"]
 
 
-def boundary_settings(scale: str = "auto") -> dict:
-    """The A3 sweep settings for ``scale`` (see :data:`BOUNDARY_PRESETS`): betas, gammas, steps, window."""
-    preset = BOUNDARY_PRESETS[resolve_scale(scale)]
+def boundary_settings(scale: str = "auto", **overrides) -> dict:
+    """The A3 sweep settings for ``scale`` (see :data:`BOUNDARY_PRESETS`) with ``overrides`` (e.g.
+    ``steps=600``; :func:`kadam_edu.scale.with_overrides`): betas [B] and gammas [G] as arrays,
+    steps, window. The values are checked where they are used (:func:`boundary_sweep`)."""
+    preset = with_overrides(BOUNDARY_PRESETS[resolve_scale(scale)], overrides, owner="boundary_settings")
     return dict(preset, betas=np.array(preset["betas"]), gammas=np.array(preset["gammas"]))
+
+
+def reference_log_slope(mu, start: int, stop: int) -> float:
+    """The library's slope of ln ||u_n||_inf over start <= n < stop (:func:`~kadam_edu.experiments.common.log_slope`,
+    least squares on the finite positive values), nan where fewer than two remain: what the A3 checks
+    compare a student's ``log_slope`` with."""
+    slope = log_slope(mu, start, stop)
+    return math.nan if slope is None else slope
 
 
 @dataclass
@@ -152,7 +156,7 @@ class BoundarySweep:
         start, stop = self.window
         out = np.full(self.max_updates.shape[:2], np.nan)
         if fn is not None:
-            _require_function("log_slopes", fn, "log_slope(max_update, start, stop)")
+            validate.student_function("log_slopes", fn, "log_slope(max_update, start, stop)")
             first = _quiet(fn, self.max_updates[0, 0].copy(), start, stop)
             if first is None:
                 print("log_slope is not answered yet: using the library's least-squares fit for now, so that "
@@ -162,7 +166,7 @@ class BoundarySweep:
             for j in range(len(self.gammas)):
                 mu = self.max_updates[i, j]
                 if fn is None:
-                    out[i, j] = _reference_log_slope(mu, start, stop)
+                    out[i, j] = reference_log_slope(mu, start, stop)
                 else:
                     value = _quiet(fn, mu.copy(), start, stop)
                     out[i, j] = math.nan if value is None else float(value)
@@ -174,19 +178,6 @@ class BoundarySweep:
         B, G = np.meshgrid(self.betas, self.gammas, indexing="ij")
         with np.errstate(divide="ignore"):
             return np.log(G) - 0.5 * np.log(B), -0.5 * bounds.stability_constant(B, G)
-
-
-def _reference_log_slope(mu, start, stop) -> float:
-    """Least-squares slope of ln(mu[n]) against n over start <= n < stop, finite positive values only
-    (nan with fewer than two)."""
-    mu = np.asarray(mu, dtype=float)
-    n = np.arange(len(mu))
-    keep = (n >= start) & (n < stop) & np.isfinite(mu) & (mu > 0)
-    if keep.sum() < 2:
-        return math.nan
-    x, y = n[keep], np.log(mu[keep])
-    x = x - x.mean()
-    return float(np.sum(x * (y - y.mean())) / np.sum(x * x))
 
 
 def _check_grid(name, values, lo, hi, lo_closed=False) -> np.ndarray:
@@ -226,7 +217,7 @@ def boundary_sweep(make_optimizer=None, *, betas, gammas, steps: int, window, se
 
     use_reference = make_optimizer is None
     if not use_reference:
-        _require_function("boundary_sweep", make_optimizer, "make_optimizer(params, *, beta, gamma, lr)")
+        validate.student_function("boundary_sweep", make_optimizer, "make_optimizer(params, *, beta, gamma, lr)")
         probe = make_optimizer([torch.zeros(1, dtype=torch.float64, requires_grad=True)],
                                beta=float(betas[0]), gamma=float(gammas[0]), lr=problem.lr)
         if probe is None:

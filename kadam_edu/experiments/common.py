@@ -3,9 +3,8 @@ and the projection of an experiment's wall time from its first steps."""
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +16,7 @@ from kadam_edu.experiments.result import Result, parse_shard, provenance
 from kadam_edu.models import GPT, GPT_PRESETS, CNNConfig, GPTConfig, gpt_config
 from kadam_edu.optim import KAdam
 from kadam_edu.population import PopulationGPT, init_population
-from kadam_edu.scale import StepTimer, resolve_scale, seed_everything
+from kadam_edu.scale import StepTimer, resolve_scale, seed_everything, with_overrides
 from kadam_edu.train import TrainRecord, train
 from kadam_edu.validate import Check, Choice, Dict, Int, Real
 
@@ -69,29 +68,6 @@ def settings_for(presets: Presets, scale, overrides: dict) -> tuple[str, dict]:
     """
     scale = resolve_scale(scale)
     return scale, presets.check(with_overrides(presets[scale], overrides))
-
-
-def with_overrides(preset, overrides: Mapping, *, what: str = "settings", owner: str = "this experiment"):
-    """``preset`` with ``overrides`` applied: the one rule for "a preset, changed in a few keys".
-
-    ``preset``: a dict (a new dict comes back, the preset's keys in their order) or a dataclass
-    instance (``dataclasses.replace``: its ``__post_init__`` checks the new values); the preset is
-    left as it is. A key the preset lacks is refused, before anything is built, with
-    ``ValueError("unknown {what} [...]; {owner} takes [...]")``. The values are the caller's to
-    check (:meth:`Presets.check`).
-    """
-    if not isinstance(overrides, Mapping):
-        raise TypeError(f"overrides must be a dict of {what}; got {type(overrides).__name__}")
-    if isinstance(preset, Mapping):
-        known = set(preset)
-    elif dataclasses.is_dataclass(preset) and not isinstance(preset, type):
-        known = {f.name for f in dataclasses.fields(preset)}
-    else:
-        raise TypeError(f"preset must be a dict or a dataclass instance; got {type(preset).__name__}")
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown {what} {unknown}; {owner} takes {sorted(known)}")
-    return dict(preset, **overrides) if isinstance(preset, Mapping) else dataclasses.replace(preset, **overrides)
 
 
 def check_model_overrides(config: dict, model_key: str = "model", builder=gpt_config) -> None:
