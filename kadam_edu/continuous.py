@@ -43,6 +43,7 @@ __all__ = [
     "ema_rate",
     "kernel",
     "bias_correction",
+    "equilibrium_angle",
     "continuous_ema",
     "continuous_update",
     "Trajectory",
@@ -453,6 +454,22 @@ def sq_norm_eq8(phi0: float, u_sq, *, lr: float, weight_decay: float = 0.0):
 
 
 # --------------------------------------------------------------------------- a modelled scale-invariant weight (Eq. 8, 9)
+def equilibrium_angle(lr: float, weight_decay: float, gamma: float = 0.0) -> float:
+    """Angle turned per step (radians) by a scale-invariant weight at its norm's equilibrium under AdamW
+    (Eq. 8 with Eq. 9): sqrt(2 lam eta (1 - gamma) / (1 + gamma)).
+
+    gamma = 0 (updates orthogonal to W, Eq. 8's setting): sqrt(2 lam eta), whatever the update size.
+    With momentum gamma and noise-dominated gradients the norm grows by eta^2 G / s^2 per step (the
+    <W, u_W> term Eq. 8 drops adds 2 gamma / (1 - gamma) times the kept one) while ||u||^2 is only
+    (1 - gamma) / (1 + gamma) G / s^2: hence the factor. lr: eta > 0; weight_decay: lam >= 0 (per unit
+    of t); gamma: the first-moment decay in [0, 1).
+    """
+    lr = validate.positive_real("lr", lr)
+    lam = validate.finite_real("weight_decay", weight_decay, lo=0.0)
+    gamma = validate.first_moment_decay("gamma", gamma)
+    return math.sqrt(2.0 * lam * lr * (1.0 - gamma) / (1.0 + gamma))
+
+
 @dataclass
 class NormDynamics:
     """Norm dynamics of a scale-invariant weight W with modelled update sizes (see :func:`orthogonal_norm_dynamics`).
@@ -461,8 +478,8 @@ class NormDynamics:
     Eq. 8. effective_lr: [N] eta / ||W_n|| (discrete), the step size with which the direction W/||W||
     follows u_W (Eq. 9). angular_update: [N] eta ||u_n|| / ||W_n|| (radians per step, to first order).
     equilibrium: [N] Eq. 8's fixed point eta ||u_n||^2 / (2 lam) for the current update size (inf when
-    lam = 0). equilibrium_angular_update: sqrt(2 lam eta), the angular update at that fixed point
-    (0 when lam = 0). lr, weight_decay: eta and lam.
+    lam = 0). equilibrium_angular_update: sqrt(2 lam eta) (:func:`equilibrium_angle` without momentum),
+    the angular update at that fixed point (0 when lam = 0). lr, weight_decay: eta and lam.
     """
 
     steps: np.ndarray
@@ -527,7 +544,7 @@ def orthogonal_norm_dynamics(phi0: float, u_sq, *, lr: float, weight_decay: floa
         effective_lr=lr / norm,
         angular_update=lr * np.sqrt(u) / norm,
         equilibrium=equilibrium,
-        equilibrium_angular_update=math.sqrt(2.0 * lam * lr),
+        equilibrium_angular_update=equilibrium_angle(lr, lam),
         lr=lr,
         weight_decay=lam,
     )

@@ -25,11 +25,14 @@ SDE time ``t = n eta^2`` (one step lasts ``dt = eta^2``) and the rescaled second
 step, one Adam step reads
 
     m_n - m_{n-1}       = c1 (grad L - m_{n-1}) dt + c1 sigma0 Sigma^(1/2) dW
-    u_n - u_{n-1}       = c2 (diag Sigma - u_{n-1}) dt + c2 dt [eta^2 (grad L)^2 / sigma0^2 + Sigma (z^2 - 1)]
+    u_n - u_{n-1}       = c2 (diag Sigma - u_{n-1}) dt
+                          + c2 dt [eta^2 (grad L)^2 / sigma0^2 + 2 eta (grad L / sigma0) (Sigma^(1/2) z)
+                                   + (Sigma^(1/2) z)^2 - diag Sigma]
     theta_{n+1} - theta_n = - b_n m_n / (sigma0 sqrt(u_n) + eps0) dt
 
-The bracket in the u line vanishes as eta -> 0: its mean is O(eta^2), and its zero-mean part
-adds variance ``2 c2^2 Sigma^2 dt^2`` per step, ``O(eta^2)`` over a unit of time. Dropping it,
+exactly (squares and products element-wise). The bracket in the u line vanishes as eta -> 0: its
+mean is O(eta^2) (the cross term, of order eta, has mean zero), and its zero-mean part adds
+variance of order ``c2^2 Sigma^2 dt^2`` per step, ``O(eta^2)`` over a unit of time. Dropping it,
 and using ``beta^n = (1 - c2 eta^2)^(t/eta^2) -> exp(-c2 t)``, gives the **Adam SDE**
 
     d theta = - b(t) m / (sigma0 sqrt(u) + eps0) dt,     b(t) = sqrt(1 - e^(-c2 t)) / (1 - e^(-c1 t))

@@ -278,8 +278,8 @@ def power_iteration(
     """The eigenvalue of largest *magnitude* of a symmetric operator, by power iteration.
 
     Returns the Rayleigh quotient after at most ``iters`` products, stopping when it changes
-    by less than ``tol`` (relative). It converges like (|lambda_2| / |lambda_1|)^n, slower than
-    :func:`lanczos`, and for an indefinite operator whose most negative eigenvalue is the largest
+    by less than ``tol`` (relative). For a symmetric operator the Rayleigh quotient's error falls
+    like (lambda_2 / lambda_1)^(2n) after n products, slower than :func:`lanczos`, and for an indefinite operator whose most negative eigenvalue is the largest
     in magnitude it returns that one (Lanczos returns the largest algebraic).
     """
     dim = _check_operator(matvec, dim)

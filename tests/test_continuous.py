@@ -228,3 +228,36 @@ def test_continuous_update_names_the_decay_that_is_wrong():
         ct.continuous_update(g, beta=0.99, gamma=1.5, lr=1e-2)
     with pytest.raises(ValueError, match=r"^beta must be a real in \(0, 1\) .*; got 0.0$"):
         ct.continuous_update(g, beta=0.0, gamma=0.9, lr=1e-2)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 0.9])
+def test_equilibrium_angle_matches_a_simulation_with_momentum(gamma):
+    """AdamW-like updates u_n = EMA_gamma of unit-norm noise g_n orthogonal to W_n (Eq. 6), decoupled
+    weight decay: at the norm's equilibrium eta ||u_n|| / ||W_n|| is sqrt(2 lam eta (1-gamma)/(1+gamma)),
+    not sqrt(2 lam eta) (Chapter 3's erratum: a factor 0.23 at gamma = 0.9)."""
+    lr, lam, dim, steps = 0.1, 0.03, 4000, 3000  # eta lam = 0.003: the O(eta lam) corrections stay small
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal(dim)
+    W *= math.sqrt(lr / (2 * lam)) / np.linalg.norm(W)  # start near the equilibrium ||W||^2 = eta G / (2 lam)
+    u, angles = np.zeros(dim), []
+    for n in range(steps):
+        g = rng.standard_normal(dim)
+        g -= (g @ W) / (W @ W) * W  # orthogonal to the current weight
+        g /= np.linalg.norm(g)
+        u = gamma * u + (1 - gamma) * g
+        if n >= steps // 2:
+            angles.append(lr * np.linalg.norm(u) / np.linalg.norm(W))
+        W = (1 - lr * lam) * W - lr * u
+    predicted = ct.equilibrium_angle(lr, lam, gamma)
+    assert np.mean(angles) == pytest.approx(predicted, rel=0.03)
+    if gamma > 0:
+        assert abs(np.mean(angles) - ct.equilibrium_angle(lr, lam)) > 0.2 * predicted
+
+
+def test_equilibrium_angle_refuses_bad_input():
+    with pytest.raises(ValueError, match="lr"):
+        ct.equilibrium_angle(0.0, 0.1)
+    with pytest.raises(ValueError, match="weight_decay"):
+        ct.equilibrium_angle(0.1, -1.0)
+    with pytest.raises(ValueError, match="gamma"):
+        ct.equilibrium_angle(0.1, 0.1, 1.0)
