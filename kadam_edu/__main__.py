@@ -3,6 +3,7 @@
     python -m kadam_edu list
     python -m kadam_edu reproduce noise_sde --scale smoke --out results/smoke/noise_sde   # a book extra (Chapter 5)
     python -m kadam_edu reproduce fig1 --scale cpu --out results/cpu/fig1
+    python -m kadam_edu reproduce fig1 --scale cpu --seeds 3 --out results/cpu/fig1   # base seeds 0, 1, 2, paired
     python -m kadam_edu reproduce fig9 --scale paper --shard 3/16 --out results/fig9-shard3
     python -m kadam_edu merge results/fig9-shard* --out results/paper/fig9
     python -m kadam_edu reproduce fig1 --scale paper --shard auto --out 'results/fig1/shard-{shard}'  # Slurm array
@@ -13,7 +14,9 @@ task ID - MIN of COUNT; :func:`kadam_edu.experiments.slurm_shard`). A literal ``
 ``--out`` becomes the shard's index I, so one command line serves the whole array; a sharded run
 without ``--out`` writes ``results/FIGURE/shard-I``. The figure, scale, settings, seed and shard
 are checked (:func:`kadam_edu.experiments.plan`) before ``--out`` is touched; ``--dry-run`` stops
-there, after checking ``--out`` too, and prints what the run would do.
+there, after checking ``--out`` too, and prints what the run would do. ``--seeds N`` (the base
+seeds 0..N-1) or ``--seeds 5,7`` (a list) repeats the run per base seed, for the experiments that
+take seeds; its points are then paired within each seed unless ``--unpaired`` is given.
 
 ``--out`` is checked before any work: it must be (or be creatable as) a writable directory, and
 an existing one must be empty unless ``--force`` is given; ``--force`` replaces only that
@@ -159,7 +162,7 @@ def _commit(result, out: Path, *, plot: bool) -> Path:
 
 
 SHARD_FIELD = "{shard}"
-_RUN_OPTIONS = {"seed": "--seed", "device": "--device", "shard": "--shard", "progress": "--quiet",
+_RUN_OPTIONS = {"seed": "--seed", "seeds": "--seeds", "device": "--device", "shard": "--shard", "progress": "--quiet",
                 "population": "--population", "paired": "--paired"}
 
 
@@ -173,19 +176,32 @@ def _population(text: str):
         raise argparse.ArgumentTypeError(f"--population takes 'auto' or a positive int; got {text!r}") from None
 
 
+def _seeds(text: str):
+    """``--seeds``: N (the base seeds 0..N-1) or a comma list of seeds ("5,7"); checked by the
+    experiment (:func:`kadam_edu.experiments.common.check_seeds`) before any work."""
+    try:
+        return [int(x) for x in text.split(",")] if "," in text else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes N (the base seeds 0..N-1) or a comma list of seeds such as "
+                                         f"5,7; got {text!r}") from None
+
+
 def _run_kwargs(args) -> dict:
     """The run options an experiment takes besides scale, seed, device, shard and progress."""
-    import inspect
-
     from kadam_edu import experiments
 
     out = {"population": args.population}
-    if args.paired:
-        takes = [n for n in experiments.FIGURES if "paired" in inspect.signature(experiments.get(n)).parameters]
+    if args.paired or args.unpaired:
+        if args.paired and args.unpaired:
+            raise ValueError("--paired and --unpaired contradict each other: give one")
+        flag = "--paired" if args.paired else "--unpaired"
+        takes = [n for n in experiments.FIGURES if experiments.FIGURES[n].takes("paired")]
         if args.figure in experiments.FIGURES and args.figure not in takes:
-            raise ValueError(f"--paired: {args.figure} has no sweep points to pair; the experiments that take it: "
+            raise ValueError(f"{flag}: {args.figure} has no sweep points to pair; the experiments that take it: "
                              f"{', '.join(experiments.ordered(takes))}")
-        out["paired"] = True
+        out["paired"] = bool(args.paired)
+    if args.seeds is not None:
+        out["seeds"] = args.seeds
     return out
 
 
@@ -216,7 +232,9 @@ def _dry_run(args, planned: dict, out: Path) -> None:
     writes = f"{out / (args.figure + '.json')} and its npz"
     if not args.no_plot:
         writes += f", {out / (args.figure + '.png')}"
-    print(f"dry run, nothing computed or written: {args.figure} at scale {planned['scale']}, seed {planned['seed']}, "
+    seeds = f"seed {planned['seed']}" if len(planned["seeds"]) == 1 else \
+        f"seeds {planned['seeds']} ({'paired' if planned['paired'] else 'unpaired'})"
+    print(f"dry run, nothing computed or written: {args.figure} at scale {planned['scale']}, {seeds}, "
           f"{where}\n  settings: {settings}\n  device: {device}\n  would write {writes}")
 
 
@@ -276,8 +294,14 @@ def main(argv=None) -> int:
     rp.add_argument("--population", type=_population, default="auto",
                     help="sweep points trained at once as one batched model: 'auto' (default: 1 on CPU, "
                          "more on CUDA) or a positive int; the result does not depend on it")
+    rp.add_argument("--seeds", type=_seeds, default=None, metavar="N|S1,S2,...",
+                    help="repeat the run per base seed: N for the seeds 0..N-1, or a comma list (5,7); every point "
+                         "records its seed (the experiments that take seeds; not with --seed other than 0)")
     rp.add_argument("--paired", action="store_true",
-                    help="every sweep point shares the initialisation and batches of point 0 (common random numbers)")
+                    help="every sweep point of a seed shares the initialisation and batches of its point 0 (common "
+                         "random numbers; the default with --seeds)")
+    rp.add_argument("--unpaired", action="store_true",
+                    help="with --seeds: every sweep point its own initialisation and batches")
     rp.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     rp.add_argument("--set", action="append", type=_override, metavar="KEY=VALUE", help="override a preset setting")
     rp.add_argument("--force", action="store_true",

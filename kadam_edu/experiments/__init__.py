@@ -27,7 +27,12 @@ several models of one shape (fig1, fig3, fig9-12, fig2, eos, noise_batch_scaling
 ``population`` ("auto" or a positive int: that many models trained at once as one batched model,
 :mod:`kadam_edu.population`; the result does not depend on it, and it is recorded in the
 provenance only) and the sweeps ``paired`` (every point with point 0's seed: the same
-initialisation and batches).
+initialisation and batches). The experiments whose findings a chapter states (the sweeps,
+``noise_batch_scaling`` and ``noise_stability``) take ``seeds`` (an int S for the base seeds
+0..S-1, or a list of distinct seeds; None: the one seed ``seed``): the run is repeated per base
+seed and every point of the Result carries its ``seed`` and ``point`` (its place in the grid),
+seed-major (:func:`~kadam_edu.experiments.common.sweep`); ``paired`` is then True unless given
+(``eos`` and the noise experiments always pair their runs: :attr:`Figure.always_paired`).
 
 Before a long run each experiment times its first steps on the device in use and prints, once, the
 projected wall time of the whole run when that is 30 s or more, progress bars or not ("fig1 at gpu
@@ -70,7 +75,8 @@ class Figure:
     whether it takes ``shard``. :attr:`cost`: its measured wall time per scale (:func:`costs`).
     precision: the float32 arithmetic :func:`reproduce` runs it with on CUDA
     (:data:`kadam_edu.scale.PRECISIONS`): "exact" (TF32 off) wherever a max-update or a norm is
-    analysed, "tf32" only where the quantity is a loss or an accuracy.
+    analysed, "tf32" only where the quantity is a loss or an accuracy. always_paired: its runs
+    always share their base seed's initialisation (``paired`` None or True; False is refused).
     """
 
     name: str
@@ -82,6 +88,7 @@ class Figure:
     attr: str | None = None
     precision: str = "exact"
     plot: str | None = None
+    always_paired: bool = False
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -111,7 +118,11 @@ class Figure:
 
     def takes_shard(self) -> bool:
         """Whether the function has a ``shard`` parameter."""
-        return "shard" in inspect.signature(self.function()).parameters
+        return self.takes("shard")
+
+    def takes(self, argument: str) -> bool:
+        """Whether the function has a parameter named ``argument`` (``"seeds"``, ``"paired"``, ...)."""
+        return argument in inspect.signature(self.function()).parameters
 
 
 #: The measured wall times (:func:`costs`), written by :func:`record_costs`.
@@ -139,11 +150,11 @@ FIGURES: dict[str, Figure] = {
         Figure("noise_sde", "Adam / RMSprop SDEs against the discrete algorithms on a noisy quadratic",
                "noise", False, kind="book", chapter=5, attr="sde_vs_discrete"),
         Figure("noise_batch_scaling", "Batch size kappa*B: square-root rule against linear rule (char GPT)",
-               "noise", False, kind="book", chapter=5, attr="batch_scaling"),
+               "noise", False, kind="book", chapter=5, attr="batch_scaling", always_paired=True),
         Figure("noise_stability", "A B+ point under the square-root rule: max-update growth against both laws",
-               "noise", False, kind="book", chapter=5, attr="scaling_stability"),
+               "noise", False, kind="book", chapter=5, attr="scaling_stability", always_paired=True),
         Figure("eos", "Adam at the edge of stability: preconditioned sharpness against (2 + 2 gamma) / ((1 - gamma) lr)",
-               "edge_of_stability", True, kind="book", chapter=6),
+               "edge_of_stability", True, kind="book", chapter=6, always_paired=True),
     ]
 }
 
@@ -228,22 +239,44 @@ def _population(fn, kwargs: dict) -> dict:
     return {k: v for k, v in kwargs.items() if k != "population"}
 
 
+def _seeds(name: str, kwargs: dict) -> tuple[dict, list[int], bool | None]:
+    """``kwargs`` with ``seed``, ``seeds`` and ``paired`` checked, and ``seeds`` / ``paired`` dropped
+    where None for an experiment that does not take them (any other value is refused there);
+    returns it with the base seeds and ``paired`` resolved (None for an experiment without it)."""
+    from kadam_edu.experiments.common import check_paired, check_seeds
+
+    figure, seed = FIGURES[name], validate.seed("seed", kwargs.get("seed", 0))
+    for argument, what in (("seeds", "seeds: it runs once, with seed"), ("paired", "paired: it has no runs to pair")):
+        if argument in kwargs and not figure.takes(argument):
+            if kwargs[argument] is not None:
+                takes = [n for n in ordered(FIGURES) if FIGURES[n].takes(argument)]
+                raise ValueError(f"{name} takes no {what}; got {argument}={kwargs[argument]!r} (the experiments that "
+                                 f"take {argument}: {', '.join(takes)})")
+            kwargs = {k: v for k, v in kwargs.items() if k != argument}
+    seeds = check_seeds(kwargs.get("seeds"), seed)
+    paired = check_paired(kwargs.get("paired"), seeds, always=figure.always_paired, figure=name) \
+        if figure.takes("paired") else None
+    return kwargs, seeds, paired
+
+
 def reproduce(name: str, scale="auto", **kwargs) -> Result:
     """Run figure ``name`` at ``scale`` (keyword arguments go to its function).
 
     ``shard=None`` is dropped for a function without a ``shard`` parameter; any other shard of
     a figure that is not a sweep is refused with a ValueError. ``population`` ("auto" or a
     positive int: models trained at once) goes to the experiments that train several models of
-    one shape and is dropped for the others. An unknown name, a bad ``seed`` (an int in
-    [0, 2**63 - 1]), a bad ``population`` and bad settings are refused before anything runs.
+    one shape and is dropped for the others; ``seeds`` and ``paired`` go to the experiments that
+    take them and, when None, are dropped for the others. An unknown name, a bad ``seed`` (an
+    int in [0, 2**63 - 1]), bad ``seeds`` (an int S >= 1 or a list of distinct seeds; not with a
+    ``seed`` other than 0) or ``paired``, a bad ``population`` and bad settings are refused
+    before anything runs.
     """
     if not isinstance(name, str):
         raise ValueError(f"unknown figure {name!r}; choose one of {ordered(FIGURES)}")
     fn = get(name)
     figure = FIGURES[name]
     kwargs = _population(fn, kwargs)
-    if "seed" in kwargs:
-        validate.seed("seed", kwargs["seed"])
+    kwargs, _, _ = _seeds(name, kwargs)
     if "shard" in kwargs:
         if kwargs["shard"] is not None and not figure.sweep:
             raise ValueError(f"{name} is not a sweep: it runs as one job; shard must be None, got {kwargs['shard']!r} "
@@ -259,10 +292,13 @@ def plan(name: str, scale="auto", **kwargs) -> dict:
     nothing runs and nothing is loaded.
 
     Returns ``{"figure", "scale" (resolved), "config" (the preset with the overrides, checked),
-    "seed", "shard" ((I, N), resolved from the Slurm array for "auto", or None), "run"}``, where
-    ``run`` holds the other keyword arguments the figure's function takes (``device``, ``progress``,
+    "seed" (the first base seed, as the provenance records it), "seeds" (the base seeds: [seed]
+    unless ``seeds`` is given), "paired" (resolved; None for an experiment without it), "shard"
+    ((I, N), resolved from the Slurm array for "auto", or None), "run"}``, where ``run`` holds
+    the other keyword arguments the figure's function takes (``device``, ``progress``,
     ``population``, ...) as given. Keyword arguments that the function does not name are preset
-    overrides, except ``population``, checked and dropped as :func:`reproduce` drops it.
+    overrides, except ``population``, ``seeds`` and ``paired``, checked and dropped as
+    :func:`reproduce` drops them.
     """
     from kadam_edu.experiments.common import PRESETS, settings_for
 
@@ -270,18 +306,20 @@ def plan(name: str, scale="auto", **kwargs) -> dict:
         raise ValueError(f"unknown figure {name!r}; choose one of {ordered(FIGURES)}")
     fn = get(name)
     kwargs = _population(fn, kwargs)
+    kwargs, seeds, paired = _seeds(name, kwargs)
     params = inspect.signature(fn).parameters
     named = {k for k, p in params.items() if k != "scale" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-    seed = validate.seed("seed", kwargs.get("seed", params["seed"].default))
     shard = kwargs.get("shard")
     if shard is not None and not FIGURES[name].sweep:
         raise ValueError(f"{name} is not a sweep: it runs as one job; shard must be None, got {shard!r} "
                          f"(the sweeps: {[n for n in ordered(FIGURES) if FIGURES[n].sweep]})")
     shard = parse_shard(shard)
-    overrides = {k: v for k, v in kwargs.items() if k not in named | {"seed", "shard"}}  # shard=None: any figure
+    own = {"seed", "seeds", "paired", "shard"}
+    overrides = {k: v for k, v in kwargs.items() if k not in named | own}  # shard=None: any figure
     scale, config = settings_for(PRESETS[name], scale, overrides)
-    run = {k: v for k, v in kwargs.items() if k in named and k not in ("seed", "shard")}
-    return {"figure": name, "scale": scale, "config": config, "seed": seed, "shard": shard, "run": run}
+    run = {k: v for k, v in kwargs.items() if k in named and k not in own}
+    return {"figure": name, "scale": scale, "config": config, "seed": seeds[0], "seeds": seeds, "paired": paired,
+            "shard": shard, "run": run}
 
 
 #: The environment variable naming the directory of merged paper-scale results, one per figure:
@@ -300,12 +338,18 @@ def _as_json(value):
 
 def _stored_difference(stored: Result, asked: dict) -> str | None:
     """How ``stored`` differs from the run :func:`plan` describes (``asked``): the first of scale,
-    seed, shard, the other arguments the run names (``run``, except :data:`_HOW`) and config keys."""
+    seed, seeds, shard, paired, the other arguments the run names (``run``, except :data:`_HOW`)
+    and config keys."""
     from kadam_edu.experiments.result import _MISSING, _first_difference
 
+    seeds = stored.data.get("seeds", [stored.provenance.get("seed")])  # a result from before seeds: its seed
     pairs = [("scale", stored.scale, asked["scale"]),
              ("seed", stored.provenance.get("seed"), asked["seed"]),
+             ("seeds", seeds, asked["seeds"]),
              ("shard", stored.provenance.get("shard"), _as_json(asked["shard"]))]
+    if asked["paired"] is not None:  # a sweep from before paired was recorded: unpaired
+        default = FIGURES[stored.figure].always_paired or len(seeds) > 1
+        pairs.append(("paired", stored.provenance.get("paired", stored.data.get("paired", default)), asked["paired"]))
     pairs += [(k, stored.provenance.get(k, _MISSING), _as_json(v)) for k, v in sorted(asked["run"].items())
               if k not in _HOW]
     for what, there, here in pairs:
@@ -326,8 +370,9 @@ def load_or_reproduce(name: str, scale="auto", **kwargs) -> Result:
 
     The stored result is ``$KADAM_RESULTS/<name>/<name>.json`` (the layout ``python -m kadam_edu
     merge ... --out $KADAM_RESULTS/<name>`` writes), loaded by :meth:`Result.load` (its npz checked
-    by sha256). It must be what was asked: scale "paper", the same seed, the whole sweep (shard
-    None), and the paper preset with the same overrides, key by key; otherwise ValueError naming
+    by sha256). It must be what was asked: scale "paper", the same seed and base seeds
+    (``seeds``), the same ``paired``, the whole sweep (shard None), and the paper preset with
+    the same overrides, key by key; otherwise ValueError naming
     the first key that differs (never a silent substitute). ``device``, ``progress`` and
     ``population`` do not matter. Arguments are checked (:func:`plan`) and ``$KADAM_RESULTS``
     must be a directory when set and used, before anything is loaded or run.

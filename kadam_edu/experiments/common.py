@@ -6,6 +6,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ from kadam_edu.validate import Check, Choice, Dict, Int, Real
 __all__ = ["Presets", "PRESETS", "CHAR_SPEC", "CHAR_RUNS", "REFERENCE", "settings_for", "with_overrides",
            "char_gpt_run", "char_gpt_population_run", "sweep", "point_summary", "point_seed", "run_seed", "log_slope",
            "finite_log_slope", "check_model_overrides", "check_population", "population_size", "member_bytes", "chunks",
-           "shard_chunks", "stacked_batches", "step_timer", "AUTO_MEMBERS", "AUTO_MEMBERS_CPU"]
+           "shard_chunks", "stacked_batches", "step_timer", "AUTO_MEMBERS", "AUTO_MEMBERS_CPU", "check_seeds",
+           "check_paired", "Member", "sweep_members", "seed_prefix", "arrays_of_seed", "MAX_SEED_COUNT"]
 
 #: Every experiment's :class:`Presets`, by figure name (filled in as the experiment modules load).
 PRESETS: dict[str, Presets] = {}
@@ -158,13 +160,105 @@ def chunks(indices: Sequence[int], size: int, key: Callable[[int], Hashable] | N
     return [members[j:j + size] for members in groups.values() for j in range(0, len(members), size)]
 
 
-def shard_chunks(size: int, shard, population: int, key: Callable[[int], Hashable] | None = None) -> list[list[int]]:
-    """The populations :func:`sweep` trains, in order, for ``shard`` of a sweep of ``size`` points:
-    the shard's points (index I mod N for shard "I/N" or (I, N); every point for None) cut by
-    :func:`chunks` into populations of at most ``population``."""
+def shard_chunks(size: int, shard, population: int, key: Callable[[int], Hashable] | None = None, *,
+                 seeds: int = 1) -> list[list[int]]:
+    """The populations :func:`sweep` trains, in order, for ``shard`` of a sweep of ``size`` grid
+    points run once per base seed (``seeds`` of them): the flat indices i = k * size + p (seed k,
+    point p; :func:`sweep_members`) of the shard (i = I mod N for shard "I/N" or (I, N); every one
+    for None), cut by :func:`chunks` into populations of at most ``population``. ``key(p)``: of
+    the grid point; points of different seeds may share a population."""
     shard = parse_shard(shard)
-    mine = [i for i in range(size) if shard is None or i % shard[1] == shard[0]]
-    return chunks(mine, population, key)
+    mine = [i for i in range(size * seeds) if shard is None or i % shard[1] == shard[0]]
+    return chunks(mine, population, None if key is None else (lambda i: key(i % size)))
+
+
+# --------------------------------------------------------------------------- seeds
+#: The largest count ``seeds`` may give (seeds 0..S-1): the grid is run once per seed.
+MAX_SEED_COUNT = 10_000
+
+_SEEDS_RULE = (f"seeds must be a positive int S <= {MAX_SEED_COUNT} (the seeds 0..S-1), a non-empty list of distinct "
+               "seeds (each an int in [0, 2**63 - 1]), or None (the one seed `seed`)")
+
+
+def check_seeds(seeds, seed: int = 0) -> list[int]:
+    """The base seeds an experiment runs: None -> [seed]; an int S >= 1 -> [0, ..., S - 1]; a list
+    (or tuple) of distinct seeds (ints in [0, 2**63 - 1]) -> that list.
+
+    ValueError naming ``seeds`` for anything else (0, a negative, a bool, a float, a string, an
+    empty list, a seed given twice), and for ``seeds`` given with a ``seed`` other than 0 (the two
+    clash: ``seeds`` names the base seeds itself). Checked before any work.
+    """
+    seed = validate.seed("seed", seed)
+    if seeds is None:
+        return [seed]
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, (bool, np.bool_)):
+        if not 1 <= seeds <= MAX_SEED_COUNT:
+            raise ValueError(f"{_SEEDS_RULE}; got {seeds!r}")
+        out = list(range(int(seeds)))
+    elif isinstance(seeds, (list, tuple)) and seeds:
+        try:
+            out = [validate.seed("seeds", s) for s in seeds]
+        except ValueError:
+            raise ValueError(f"{_SEEDS_RULE}; got {seeds!r}") from None
+        twice = sorted({s for s in out if out.count(s) > 1})
+        if twice:
+            raise ValueError(f"{_SEEDS_RULE}; got {seeds!r}: given twice: {', '.join(map(str, twice))}")
+    else:
+        raise ValueError(f"{_SEEDS_RULE}; got {seeds!r}")
+    if seed != 0:
+        raise ValueError(f"seed={seed} and seeds={seeds!r} clash: seeds names the base seeds itself; give one of them "
+                         f"(seeds=[{seed}, ...] for base seeds from {seed})")
+    return out
+
+
+def check_paired(paired, seeds: Sequence[int], *, always: bool = False, figure: str = "this experiment") -> bool:
+    """``paired`` checked and resolved: None -> True with more than one base seed, else False
+    (within a seed every grid point then has its own seed, :func:`run_seed`); a bool as given.
+
+    ``always``: the experiment's runs always share their base seed's initialisation (eos, the
+    noise experiments): None and True -> True, False refused. ValueError naming ``paired``.
+    """
+    if paired is None:
+        return True if always else len(seeds) > 1
+    paired = validate.boolean("paired", paired)
+    if always and not paired:
+        raise ValueError(f"paired=False: {figure}'s runs always share their base seed's initialisation and batches "
+                         "(the comparison across its runs is the experiment); pass paired=None or True")
+    return paired
+
+
+class Member(NamedTuple):
+    """One run of a multi-seed sweep: flat ``index`` = k * P + p for the k-th base ``seed`` and grid
+    ``point`` p (P points), and ``run_seed``, the seed of its initialisation and batches."""
+
+    index: int
+    seed: int
+    point: int
+    run_seed: int
+
+
+def sweep_members(size: int, seeds: Sequence[int], paired: bool) -> list[Member]:
+    """The runs of a sweep of ``size`` grid points once per base seed, seed-major:
+    ``Member(k * size + p, seeds[k], p, run_seed(seeds[k], p, paired))``."""
+    return [Member(k * size + p, s, p, run_seed(s, p, paired)) for k, s in enumerate(seeds) for p in range(size)]
+
+
+def seed_prefix(seed: int, seeds: Sequence[int]) -> str:
+    """The prefix of base seed ``seed``'s arrays in a Result of an experiment with named (not
+    ``p{i}/``) arrays (noise_batch_scaling, noise_stability): "" for a single seed (the names as
+    they always were), else ``"s{seed}/"``."""
+    return "" if len(seeds) == 1 else f"s{seed}/"
+
+
+def arrays_of_seed(result: Result, seed: int) -> dict[str, np.ndarray]:
+    """Base seed ``seed``'s arrays of ``result`` under their single-seed names (:func:`seed_prefix`
+    removed). A result without ``data["seeds"]`` (written before seeds) is its provenance seed's.
+    ValueError naming the seeds the result holds for any other seed."""
+    seeds = result.data.get("seeds", [result.provenance.get("seed")])
+    if seed not in seeds:
+        raise ValueError(f"seed must be one of the result's seeds {seeds}; got {seed!r}")
+    head = seed_prefix(seed, seeds)
+    return {k[len(head):]: v for k, v in result.arrays.items() if k.startswith(head)}
 
 
 # --------------------------------------------------------------------------- the projection
@@ -391,7 +485,8 @@ def sweep(
     gammas: Sequence[float],
     run_point: Callable[[int, float, float], tuple[dict, dict[str, np.ndarray]]],
     *,
-    seed: int,
+    seed: int = 0,
+    seeds: Sequence[int] | None = None,
     device,
     shard=None,
     data: dict | None = None,
@@ -400,37 +495,49 @@ def sweep(
     key: Callable[[int], Hashable] | None = None,
     paired: bool = False,
 ) -> Result:
-    """Run ``run_point(index, beta, gamma) -> (summary, arrays)`` for this shard's points, or
-    ``run_population([(index, beta, gamma), ...])`` -> one ``(summary, arrays)`` per point for
-    several points at once.
+    """Run the grid of P = len(betas) points (beta, gamma) once per base seed: ``run_point(index,
+    beta, gamma) -> (summary, arrays)`` for each of this shard's runs, or ``run_population([(index,
+    beta, gamma), ...])`` -> one ``(summary, arrays)`` per run for several runs at once.
 
-    Shard (I, N) takes the points whose index is I mod N, so N jobs cover the sweep and
-    :func:`kadam_edu.experiments.result.merge` joins them; ``data["sweep_size"]``, the number of
-    points of the whole sweep, lets it check that they do. With ``run_population``, the shard's
-    points are cut into populations of at most ``population`` by :func:`shard_chunks` (``key``:
-    points with different keys never share one) and a chunk of one goes to ``run_point``. The result must
-    not depend on the cut: ``population`` is recorded in the provenance only. ``paired`` (every
-    point with one seed, :func:`run_seed`) is recorded in ``data`` and the provenance.
+    ``seeds``: the base seeds (:func:`check_seeds`; None: ``[seed]``). ``index`` is the flat
+    index i = k * P + p of the k-th seed's point p, seed-major (:func:`sweep_members`, which tells
+    the run functions its seed and ``run_seed``); each summary gets ``"seed"`` and ``"point"``,
+    arrays are stored as ``p{i}/...``, and ``data`` gets ``"seeds"``, ``"grid_size"`` (P),
+    ``"sweep_size"`` (the runs of the whole sweep, seeds x P) and ``"paired"``.
+
+    Shard (I, N) takes the runs whose index is I mod N, so N jobs cover the sweep and
+    :func:`kadam_edu.experiments.result.merge` joins them (checking coverage on
+    ``sweep_size``). With ``run_population``, the shard's runs are cut into populations of at
+    most ``population`` by :func:`shard_chunks` (``key(p)``, of the grid point: points with
+    different keys never share one; runs of different seeds may) and a chunk of one goes to
+    ``run_point``. The result must not depend on the cut: ``population`` is recorded in the
+    provenance only. ``paired`` (every point of a seed with one seed, :func:`run_seed`) is
+    recorded in ``data`` and the provenance; the provenance's ``seed`` is the first base seed.
     """
     shard = parse_shard(shard)
+    seeds = check_seeds(seeds, seed)
     pairs = [(float(b), float(g)) for b, g in zip(betas, gammas)]
+    size = len(pairs)
+    members = sweep_members(size, seeds, paired)
     population = population if run_population is not None else 1
     done = {}
-    for chunk in shard_chunks(len(pairs), shard, population, key):
+    for chunk in shard_chunks(size, shard, population, key, seeds=len(seeds)):
         if len(chunk) == 1:
-            done[chunk[0]] = run_point(chunk[0], *pairs[chunk[0]])
+            done[chunk[0]] = run_point(chunk[0], *pairs[chunk[0] % size])
         else:
-            done.update(zip(chunk, run_population([(i, *pairs[i]) for i in chunk])))
+            done.update(zip(chunk, run_population([(i, *pairs[i % size]) for i in chunk])))
     points, arrays = [], {}
     for i in sorted(done):
         summary, arr = done[i]
-        points.append(summary)
+        points.append(dict(summary, seed=members[i].seed, point=members[i].point))
         arrays.update({f"p{i}/{k}": v for k, v in arr.items()})
     out = dict(data or {})
     out["points"] = points
-    out["sweep_size"] = len(pairs)
+    out["sweep_size"] = len(members)
     out["paired"] = bool(paired)
-    prov = provenance(scale=scale, device=device, seed=seed, shard=shard)
+    out["seeds"] = list(seeds)
+    out["grid_size"] = size
+    prov = provenance(scale=scale, device=device, seed=seeds[0], shard=shard)
     prov.update(population=population, paired=bool(paired))
     return Result(figure=figure, scale=scale, config=config, data=out, arrays=arrays, provenance=prov)
 

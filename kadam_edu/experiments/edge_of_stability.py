@@ -21,19 +21,21 @@ import time
 import numpy as np
 import torch
 
-from kadam_edu import validate
 from kadam_edu.data import get_batch
 from kadam_edu.experiments.common import (
     CHAR_SPEC,
     CharTask,
     Presets,
     check_model_overrides,
+    check_paired,
     check_population,
+    check_seeds,
     member_bytes,
     population_size,
     settings_for,
     shard_chunks,
     step_timer,
+    sweep_members,
 )
 from kadam_edu.experiments.result import Result, parse_shard, provenance
 from kadam_edu.models import GPT
@@ -118,60 +120,71 @@ def _member_preconditioner(pop, opt: KAdam, e: int) -> dict[str, torch.Tensor]:
             for name, p in pop.named_parameters()}
 
 
-def eos(scale="auto", *, seed=0, device=None, shard=None, population="auto", progress=None, **overrides) -> Result:
+def eos(scale="auto", *, seed=0, seeds=None, device=None, shard=None, population="auto", paired=None, progress=None,
+        **overrides) -> Result:
     """Preconditioned sharpness of Adam against the threshold 38/eta on the char GPT.
 
     One point per run (``lrs`` full-batch, then ``minibatch_lrs``), each with ``lr``, ``mode``,
     ``threshold``, the :func:`eos_summary` numbers and ``final_loss``; arrays ``steps`` and
     ``sharpness`` [M] (measurements), ``fixed_loss`` [M] (loss on the fixed batch there) and
-    ``loss`` [steps] (training loss per step). All runs start from the same initialisation.
-    ``shard`` ("I/N") runs every N-th point, as in the paper's sweeps.
+    ``loss`` [steps] (training loss per step). All runs of a base seed start from the same
+    initialisation (``paired``: None or True; False is refused), and the seed also draws the
+    fixed batch, the minibatch stream and Lanczos' start. ``seeds`` (an int S for 0..S-1, or a
+    list; None: the one seed ``seed``) repeats the runs per base seed: one point per (seed, run),
+    seed-major, each with its ``seed`` and ``point`` (the run's place in the list), as
+    :func:`~kadam_edu.experiments.common.sweep` lays them out; ``data["seeds"]``,
+    ``data["grid_size"]`` (runs per seed). ``shard`` ("I/N") runs every N-th point of the flat
+    (seed, run) index, as in the paper's sweeps.
 
     ``population`` ("auto" or a positive int; 1: one run at a time): the shard's runs are trained
     that many at a time as one :class:`~kadam_edu.population.PopulationGPT` (full-batch and
-    minibatch runs together), each member measured on its own; the result is the same (float
-    tolerance) whatever ``population`` is, which the provenance records.
+    minibatch runs, and runs of different seeds, together), each member measured on its own;
+    the result is the same (float tolerance) whatever ``population`` is, which the provenance
+    records.
     """
     scale, config = settings_for(EOS, scale, overrides)
-    seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
+    seeds, shard, device = check_seeds(seeds, seed), parse_shard(shard), pick_device(device)
     population = check_population(population)
+    check_paired(paired, seeds, always=True, figure="eos")
     task = CharTask(config, device)
-    fixed = get_batch(task.corpus.train, block_size=task.gpt.block_size, batch_size=config["batch_size"],
-                      generator=torch.Generator().manual_seed(seed + 7919), device=device)
+    fixed = {s: get_batch(task.corpus.train, block_size=task.gpt.block_size, batch_size=config["batch_size"],
+                          generator=torch.Generator().manual_seed(s + 7919), device=device) for s in seeds}
 
-    def fixed_loss(model):
-        return model(*fixed)[1]
+    def fixed_loss(s):  # the loss on base seed s's fixed batch
+        return lambda model: model(*fixed[s])[1]
 
     runs = [(lr, "full-batch") for lr in config["lrs"]] + [(lr, "minibatch") for lr in config["minibatch_lrs"]]
+    members = sweep_members(len(runs), seeds, True)  # eos seeds its runs with the base seed itself
     gamma, beta = float(config["gamma"]), float(config["beta"])
     every, steps = config["measure_every"], config["steps"]
-    members = population_size(population, device, bytes_per_member=member_bytes(task.gpt, config["batch_size"]),
-                              model=task.gpt)
-    populations = shard_chunks(len(runs), shard, members)
+    size = population_size(population, device, bytes_per_member=member_bytes(task.gpt, config["batch_size"]),
+                           model=task.gpt)
+    populations = shard_chunks(len(runs), shard, size, seeds=len(seeds))
     timer = step_timer("eos", scale, steps=steps * len(populations), device=device,
                        note="training steps only: the Lanczos measurements come on top")
     bar = progress_bar(progress, total=steps * sum(map(len, populations)), desc="eos")
 
     def point(i, losses, m_steps, sharp, f_loss, diverged_at, seconds):
-        lr, mode = runs[i]
+        lr, mode = runs[members[i].point]
         threshold = adam_stability_threshold(lr, gamma)
         m_steps, sharp = np.asarray(m_steps, dtype=int), np.asarray(sharp, dtype=float)
         summary = {"index": i, "lr": float(lr), "mode": mode, "gamma": gamma, "beta": beta,
                    "threshold": float(threshold), "diverged_at": diverged_at,
                    "final_loss": float(f_loss[-1]) if f_loss else None, "seconds": round(seconds, 2)}
         summary.update(eos_summary(m_steps, sharp / threshold, tail=config["tail"], arrive=config["arrive"]))
+        summary.update(seed=members[i].seed, point=members[i].point)
         arrays = {"steps": m_steps, "sharpness": sharp, "fixed_loss": np.asarray(f_loss, dtype=float),
                   "loss": np.asarray(losses, dtype=float)}
         return summary, arrays
 
     def run_one(i):
-        lr, mode = runs[i]
-        gen = seed_everything(seed)  # the same initialisation for every run
+        (lr, mode), s = runs[members[i].point], members[i].seed
+        gen = seed_everything(s)  # the same initialisation for every run of the seed
         model = GPT(task.gpt).to(device)
         opt = KAdam(model.parameters(), lr=lr, betas=(gamma, beta))
-        batches = timer.wrap((lambda n: fixed) if mode == "full-batch" else task.batch_fn(gen))
+        batches = timer.wrap((lambda n: fixed[s]) if mode == "full-batch" else task.batch_fn(gen))
         losses, m_steps, sharp, f_loss = [], [], [], []
-        diverged_at, start, lanczos_gen = None, time.perf_counter(), torch.Generator().manual_seed(seed + 1)
+        diverged_at, start, lanczos_gen = None, time.perf_counter(), torch.Generator().manual_seed(s + 1)
         done = 0
         while done < steps:
             chunk = min(every, steps - done)
@@ -184,37 +197,39 @@ def eos(scale="auto", *, seed=0, device=None, shard=None, population="auto", pro
                 break
             done += chunk
             model.eval()
-            s = preconditioned_sharpness(model, fixed_loss, opt, iters=config["lanczos_iters"], generator=lanczos_gen)
+            s_max = preconditioned_sharpness(model, fixed_loss(s), opt, iters=config["lanczos_iters"],
+                                             generator=lanczos_gen)
             with torch.no_grad():
-                f_loss.append(float(fixed_loss(model)))
+                f_loss.append(float(fixed_loss(s)(model)))
             model.train()
             m_steps.append(done)
-            sharp.append(s)
+            sharp.append(s_max)
         return [point(i, losses, m_steps, sharp, f_loss, diverged_at, time.perf_counter() - start)]
 
     def run_population(chunk):
-        """The runs ``chunk`` as one population: member e is run_one(chunk[e])'s run (the same initialisation,
-        the fixed batch or the minibatch stream every minibatch run draws from ``seed``, its own lr); after
-        every ``measure_every`` steps each member still finite is measured as run_one measures its model."""
+        """The runs ``chunk`` as one population: member e is run_one(chunk[e])'s run (its seed's initialisation,
+        its seed's fixed batch or minibatch stream, its own lr); after every ``measure_every`` steps each member
+        still finite is measured as run_one measures its model."""
         E, start = len(chunk), time.perf_counter()
-        gen = seed_everything(seed)
-        pop = init_population(task.gpt, [seed] * E).to(device)
-        opt = KAdam(pop.parameters(), lr=torch.tensor([runs[i][0] for i in chunk], dtype=torch.float64),
+        member_seeds = [members[i].seed for i in chunk]
+        full = [runs[members[i].point][1] == "full-batch" for i in chunk]
+        seed_everything(member_seeds[0])  # the global RNG, as run_one seeds it
+        pop = init_population(task.gpt, member_seeds).to(device)
+        opt = KAdam(pop.parameters(), lr=torch.tensor([runs[members[i].point][0] for i in chunk], dtype=torch.float64),
                     betas=(gamma, beta), members=E)
-        minibatch = task.batch_fn(gen)
-        full = [runs[i][1] == "full-batch" for i in chunk]
+        streams = {s: task.batch_fn(torch.Generator().manual_seed(s))  # one minibatch stream per seed, as run_one's
+                   for s, is_full in zip(member_seeds, full) if not is_full}
 
-        def batches(n):  # the fixed batch for the full-batch members, the shared minibatch for the others
-            if all(full):
-                return fixed
-            drawn = minibatch(n)
-            if not any(full):
-                return drawn
-            return tuple(torch.stack([f if is_full else d for is_full in full]) for f, d in zip(fixed, drawn))
+        def batches(n):  # member e's fixed batch or its seed's minibatch; one shared batch when all agree
+            drawn = {s: stream(n) for s, stream in streams.items()}
+            per_member = [fixed[s] if is_full else drawn[s] for s, is_full in zip(member_seeds, full)]
+            if all(b is per_member[0] for b in per_member):
+                return per_member[0]
+            return tuple(torch.stack([b[j] for b in per_member]) for j in (0, 1))
 
         losses, m_steps, sharp, f_loss = ([[] for _ in chunk] for _ in range(4))
         diverged_at, alive = [None] * E, list(range(E))
-        lanczos = [torch.Generator().manual_seed(seed + 1) for _ in chunk]
+        lanczos = [torch.Generator().manual_seed(s + 1) for s in member_seeds]
         timed, done = timer.wrap(batches), 0
         while done < steps and alive:
             chunk_steps = min(every, steps - done)
@@ -229,13 +244,13 @@ def eos(scale="auto", *, seed=0, device=None, shard=None, population="auto", pro
                     alive.remove(e)
             done += chunk_steps
             for e in alive:
-                model = pop.member(e).eval()
-                s = preconditioned_sharpness(model, fixed_loss, _member_preconditioner(pop, opt, e),
-                                             iters=config["lanczos_iters"], generator=lanczos[e])
+                model, measure = pop.member(e).eval(), fixed_loss(member_seeds[e])
+                s_max = preconditioned_sharpness(model, measure, _member_preconditioner(pop, opt, e),
+                                                 iters=config["lanczos_iters"], generator=lanczos[e])
                 with torch.no_grad():
-                    f_loss[e].append(float(fixed_loss(model)))
+                    f_loss[e].append(float(measure(model)))
                 m_steps[e].append(done)
-                sharp[e].append(s)
+                sharp[e].append(s_max)
         seconds = time.perf_counter() - start
         return [point(i, losses[e], m_steps[e], sharp[e], f_loss[e], diverged_at[e], seconds)
                 for e, i in enumerate(chunk)]
@@ -247,8 +262,9 @@ def eos(scale="auto", *, seed=0, device=None, shard=None, population="auto", pro
             arrays.update({f"p{summary['index']}/{k}": v for k, v in arr.items()})
     if bar is not None:
         bar.close()
-    data = {"points": points, "sweep_size": len(runs), "threshold_formula": "(2 + 2 gamma) / ((1 - gamma) lr)",
-            "measured_on": f"one fixed batch of {config['batch_size']} x {task.gpt.block_size} tokens"}
-    prov = provenance(scale=scale, device=device, seed=seed, shard=shard)
-    prov["population"] = members
+    data = {"points": points, "sweep_size": len(members), "threshold_formula": "(2 + 2 gamma) / ((1 - gamma) lr)",
+            "measured_on": f"one fixed batch of {config['batch_size']} x {task.gpt.block_size} tokens",
+            "seeds": seeds, "grid_size": len(runs)}
+    prov = provenance(scale=scale, device=device, seed=seeds[0], shard=shard)
+    prov["population"] = size
     return Result(figure="eos", scale=scale, config=config, data=data, arrays=arrays, provenance=prov)

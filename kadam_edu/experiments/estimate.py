@@ -53,7 +53,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from kadam_edu.experiments.common import AUTO_MEMBERS, PRESETS, member_bytes, settings_for
+from kadam_edu.experiments.common import AUTO_MEMBERS, PRESETS, check_seeds, member_bytes, settings_for
 from kadam_edu.experiments.counting import KINDS, count_step, launches  # KINDS: a Workload's kinds
 from kadam_edu.models import CNNConfig, GPTConfig, cnn_config, gpt_config
 from kadam_edu.scale import SCALES
@@ -215,13 +215,13 @@ def _evaluations(steps: int, every: int) -> int:
     return steps // every + (steps % every != 0)
 
 
-def _w_sweep(name, config, device):  # fig1, fig3: max-update trajectories along a curve
-    return _train_and_eval(name, config, runs=config["points"], device=device)
+def _w_sweep(name, config, device, seeds=1):  # fig1, fig3: max-update trajectories along a curve, per seed
+    return _train_and_eval(name, config, runs=config["points"] * seeds, device=device)
 
 
-def _w_generalisation(name, config, device):  # fig9-11, fig12: trajectories and test loss
+def _w_generalisation(name, config, device, seeds=1):  # fig9-11, fig12: trajectories and test loss, per seed
     evals = _evaluations(config["steps"], config["eval_every"]) * config["eval_iters"]
-    return _train_and_eval(name, config, runs=config["points"], device=device, eval_steps=evals)
+    return _train_and_eval(name, config, runs=config["points"] * seeds, device=device, eval_steps=evals)
 
 
 def _w_fig4(name, config, device):  # two runs (qk-norm on, off) of steps + 1 steps, every head recorded
@@ -253,7 +253,7 @@ def _w_fig7(name, config, device):  # discrete AdamW, then the Eq. 4 ODE on the 
                      gradients=gradients, **extra)]
 
 
-def _w_fig2(name, config, device):  # k-Adam on CIFAR-10: one k per population (KAdam has one k)
+def _w_fig2(name, config, device, seeds=1):  # k-Adam on CIFAR-10: one k per population (KAdam has one k)
     from kadam_edu.experiments.kadam_cifar import sweep_configs
 
     model = cnn_config(config["model"], **config["model_overrides"])
@@ -262,7 +262,7 @@ def _w_fig2(name, config, device):  # k-Adam on CIFAR-10: one k per population (
     evals = _evaluations(config["epochs"], config["eval_every"]) * math.ceil(n_test / config["eval_batch_size"])
     runs: dict[int, int] = {}
     for c in sweep_configs(config):  # a population's members share k; strategies differ only in levels
-        runs[c["k"]] = runs.get(c["k"], 0) + 1
+        runs[c["k"]] = runs.get(c["k"], 0) + seeds
     out = []
     for k, n in runs.items():
         members = _population(n, model, config["batch_size"], device)
@@ -276,9 +276,9 @@ def _w_level_bounds(name, config, device):  # one run per strategy, k levels (a 
     return _train_and_eval(name, config, runs=len(config["strategies"]), device=device, k=config["k"])
 
 
-def _w_eos(name, config, device):  # constant-lr runs, Lanczos every measure_every steps on the fixed batch
+def _w_eos(name, config, device, seeds=1):  # constant-lr runs per seed, Lanczos every measure_every steps
     model, batch, steps = _gpt_preset(config), config["batch_size"], config["steps"]
-    runs = len(config["lrs"]) + len(config["minibatch_lrs"])
+    runs = (len(config["lrs"]) + len(config["minibatch_lrs"])) * seeds
     measurements = steps // config["measure_every"]
     hvps = measurements * config["lanczos_iters"]
     return [Workload("eos training", model, batch, steps, runs),
@@ -298,14 +298,17 @@ def _w_noise_sde(name, config, device):
     return [Workload("noise_sde (float64, on the CPU)", None, host_seconds=SDE_SECONDS_PER_WORK * _sde_work(config))]
 
 
-def _w_batch_scaling(name, config, device):  # one run per (rule, kappa), kappa = 1 shared, plus the floor run
+def _w_batch_scaling(name, config, device, seeds=1):
+    """Per seed one run per (rule, kappa), kappa = 1 shared by the rules; with one seed the floor run
+    (with several the floor compares the seeds' own runs: :func:`~kadam_edu.experiments.noise.batch_scaling`)."""
     from kadam_edu import scaling
 
     model, base = _gpt_preset(config), config["base_batch"]
     evals = config["evals"] * config["eval_batches"]
+    floor = seeds == 1 and config["floor_seed"] is not None
     out = []
     for kappa in config["kappas"]:
-        runs = (1 if kappa == 1 else 2) + (1 if kappa == 1 and config["floor_seed"] is not None else 0)
+        runs = (1 if kappa == 1 else 2) * seeds + (1 if kappa == 1 and floor else 0)
         steps = scaling.scaled_steps(config["samples"] // base, kappa)
         out.append(Workload(f"batch {base * kappa} (kappa={kappa})", model, base * kappa, steps, runs))
     out.append(Workload("evaluations", model, config["eval_batch_size"], evals, sum(w.runs for w in out),
@@ -313,16 +316,17 @@ def _w_batch_scaling(name, config, device):  # one run per (rule, kappa), kappa 
     return out
 
 
-def _w_stability(name, config, device):  # char GPT per kappa (batch base * kappa), then the host toy
+def _w_stability(name, config, device, seeds=1):  # per seed: char GPT per kappa (batch base * kappa), the host toy
     model = gpt_config(config["gpt_model"], dropout=0.0)
     out = [Workload(f"char GPT kappa={kappa:g}", model, int(round(config["gpt_base_batch"] * kappa)),
-                    config["gpt_steps"]) for kappa in config["gpt_kappas"]]
-    toy = len(config["toy_kappas"]) * config["toy_steps"] * TOY_STEP_SECONDS
+                    config["gpt_steps"], runs=seeds) for kappa in config["gpt_kappas"]]
+    toy = len(config["toy_kappas"]) * config["toy_steps"] * TOY_STEP_SECONDS * seeds
     out.append(Workload("toy model (float64, on the CPU)", None, host_seconds=toy))
     return out
 
 
-#: Each experiment's work, from its resolved preset: ``fn(name, config, device) -> [Workload]``.
+#: Each experiment's work, from its resolved preset: ``fn(name, config, device) -> [Workload]``; those
+#: that take ``seeds`` also ``fn(..., seeds=S)``, the work of S base seeds.
 WORKLOADS = {
     "fig1": _w_sweep, "fig3": _w_sweep, "fig12": _w_generalisation,
     "fig9": _w_generalisation, "fig10": _w_generalisation, "fig11": _w_generalisation,
@@ -433,10 +437,13 @@ def _measured(device: str, directory: str | None) -> tuple[dict | None, str | No
 
 
 # =========================================================================== the estimate
-def workloads(name: str, scale, device: str | Device = "t4") -> list[Workload]:
+def workloads(name: str, scale, device: str | Device = "t4", *, seeds=None) -> list[Workload]:
     """The work of experiment ``name`` at ``scale`` (resolved as ``reproduce`` resolves it) on
     ``device`` (a key of :data:`DEVICES`, or a :class:`Device`: its memory sets the population
-    sizes), as :class:`Workload` s read from its preset (:func:`~kadam_edu.experiments.common.settings_for`)."""
+    sizes), as :class:`Workload` s read from its preset (:func:`~kadam_edu.experiments.common.settings_for`).
+    ``seeds`` (as ``reproduce`` takes it: an int S, a list, or None for one seed): each seed's runs
+    are counted (more runs per workload, so also fuller populations); refused for an experiment
+    that takes no seeds."""
     from kadam_edu.experiments import FIGURES, ordered
 
     if not isinstance(name, str) or name not in FIGURES:
@@ -445,15 +452,19 @@ def workloads(name: str, scale, device: str | Device = "t4") -> list[Workload]:
         raise ValueError(f"scale must be one of {SCALES} or 'auto'; got {scale!r}")
     dev = device if isinstance(device, Device) else _device(device)
     fn = FIGURES[name].function()  # registers its presets
+    count = len(check_seeds(seeds))
+    if seeds is not None and not FIGURES[name].takes("seeds"):
+        raise ValueError(f"{name} takes no seeds: it runs once; got seeds={seeds!r}")
     _, config = settings_for(PRESETS[name], scale, {})
-    items = WORKLOADS[name](name, config, dev)
+    items = WORKLOADS[name](name, config, dev, **({"seeds": count} if seeds is not None else {}))
     if "population" not in inspect.signature(fn).parameters:  # it trains one model at a time
         items = [dataclasses.replace(w, members=1) for w in items]
     return items
 
 
-def estimate(name: str, scale, device: str = "t4", *, reference_dir: str | Path | None = None) -> dict:
-    """Wall time of experiment ``name`` at ``scale`` on ``device`` ("t4", "a100"), before it runs.
+def estimate(name: str, scale, device: str = "t4", *, reference_dir: str | Path | None = None, seeds=None) -> dict:
+    """Wall time of experiment ``name`` at ``scale`` on ``device`` ("t4", "a100"), before it runs;
+    ``seeds``: of a run repeated per base seed (as ``reproduce`` takes it; :func:`workloads`).
 
     Returns ``seconds`` (the total), ``flops`` (counted, optimizer included), ``launches``
     (kernels), ``basis`` ("measured": every GPU workload was timed by ``benchmarks/gpu_check.py``
@@ -465,7 +476,7 @@ def estimate(name: str, scale, device: str = "t4", *, reference_dir: str | Path 
     """
     from kadam_edu.scale import resolve_scale
 
-    items = workloads(name, scale, device)
+    items = workloads(name, scale, device, seeds=seeds)
     scale, dev = resolve_scale(scale), _device(device)
     measured, source = _measured(dev.key, None if reference_dir is None else str(reference_dir))
     rows = [price(w, dev, measured) for w in items]

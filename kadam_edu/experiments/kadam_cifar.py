@@ -9,9 +9,10 @@ to lr/10, set per step), and evaluate test accuracy every few epochs. Figure 2 p
 
 Each sweep point (one (k, strategy, lr, wd) configuration) keeps
 
-- summary (``result.points``): ``index``, ``k``, ``strategy``, ``strategies`` (the rows it
-  stands for, see below), ``lr``, ``weight_decay``, ``level_gamma`` / ``level_beta`` (the
-  per-level hyperparameters, lists of k floats, paper notation), ``best_test_accuracy``,
+- summary (``result.points``): ``index``, ``seed`` and ``point`` (its base seed and its place
+  in :func:`sweep_configs`: :func:`~kadam_edu.experiments.common.sweep`), ``k``, ``strategy``,
+  ``strategies`` (the rows it stands for, see below), ``lr``, ``weight_decay``, ``level_gamma`` /
+  ``level_beta`` (the per-level hyperparameters, lists of k floats, paper notation), ``best_test_accuracy``,
   ``best_epoch``, ``final_test_accuracy``, ``final_train_loss`` (mean loss over the last
   epoch's steps, of those done), ``diverged_at`` (step or None), ``steps_done``, ``seconds``;
 - arrays (``result.point_arrays(i)``): ``loss``, ``lr``, ``max_update`` [steps],
@@ -47,14 +48,16 @@ from kadam_edu.experiments.common import (
     REFERENCE,
     Presets,
     check_model_overrides,
+    check_paired,
     check_population,
+    check_seeds,
     member_bytes,
     population_size,
-    run_seed,
     settings_for,
     shard_chunks,
     step_timer,
     sweep,
+    sweep_members,
 )
 from kadam_edu.experiments.result import Result, parse_shard
 from kadam_edu.models import CNN_PRESETS, CIFARNet, cnn_config
@@ -206,23 +209,26 @@ def best_by_k(points) -> list[dict]:
     Returns rows sorted by strategy (Section 4.2's order) then k: ``{"strategy", "k",
     "best_test_accuracy", "lr", "weight_decay", "index", "runs"}`` where lr / weight_decay /
     index are the best point's (None when no point of that row has an accuracy) and ``runs``
-    counts the row's points.
+    counts the row's points. Points of several base seeds (a multi-seed run: each point's
+    ``"seed"``) give one table per seed: each row also has its ``"seed"``, sorted by seed first.
     """
     if isinstance(points, Result):
         points = points.points
-    rows: dict[tuple[str, int], dict] = {}
+    per_seed = len({p.get("seed") for p in points}) > 1
+    rows: dict[tuple, dict] = {}
     for p in sorted(points, key=lambda p: p["index"]):
         acc = p.get("best_test_accuracy")
         for strategy in _rows_of(p):
-            key = (strategy, int(p["k"]))
-            row = rows.setdefault(key, dict(strategy=strategy, k=key[1], best_test_accuracy=None,
-                                            lr=None, weight_decay=None, index=None, runs=0))
+            key = (p["seed"] if per_seed else None, strategy, int(p["k"]))
+            row = rows.setdefault(key, dict(strategy=strategy, k=key[2], best_test_accuracy=None,
+                                            lr=None, weight_decay=None, index=None, runs=0,
+                                            **({"seed": key[0]} if per_seed else {})))
             row["runs"] += 1
             if acc is not None and math.isfinite(acc) and (
                 row["best_test_accuracy"] is None or acc > row["best_test_accuracy"]
             ):
                 row.update(best_test_accuracy=float(acc), lr=p["lr"], weight_decay=p["weight_decay"], index=p["index"])
-    return [rows[key] for key in sorted(rows, key=lambda sk: (_strategy_order(sk[0]), sk[1]))]
+    return [rows[key] for key in sorted(rows, key=lambda ssk: (ssk[0] or 0, _strategy_order(ssk[1]), ssk[2]))]
 
 
 # --------------------------------------------------------------------------- sweep and data
@@ -316,7 +322,7 @@ def _population_cross_entropy(pop: PopulationCNN, batch) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- the figure
-def fig2(scale="auto", *, seed=0, device=None, shard=None, population="auto", paired=False, progress=None,
+def fig2(scale="auto", *, seed=0, seeds=None, device=None, shard=None, population="auto", paired=None, progress=None,
          **overrides) -> Result:
     """k-Adam on CIFAR-10: best test accuracy against k for each strategy (Fig. 2, App. H, App. Q).
 
@@ -327,8 +333,11 @@ def fig2(scale="auto", *, seed=0, device=None, shard=None, population="auto", pa
     step (:func:`kadam_edu.train.warmup_cosine`, per step). Test accuracy every ``eval_every``
     epochs and after the last. Each point has its own seed (``point_seed(seed, index)``) for
     initialisation and batch order, so shards reproduce the whole sweep; the data set is the
-    same for every point (``seed`` fixes the stand-in and any subset). ``paired=True`` gives
-    every point point 0's seed (the same initialisation and batches; common random numbers).
+    same for every point (``seed``, or the first of ``seeds``, fixes the stand-in and any
+    subset). ``paired=True`` gives every point point 0's seed (the same initialisation and
+    batches; common random numbers). ``seeds`` (an int S for 0..S-1, or a list; None: ``seed``)
+    runs the grid once per base seed, seed-major, each point with its ``seed`` and ``point``
+    (:func:`~kadam_edu.experiments.common.sweep`); ``paired`` is then True unless given.
 
     ``population`` ("auto" or a positive int; 1: one model at a time): the points are trained
     that many at a time as one :class:`~kadam_edu.population.PopulationCNN`, each member with
@@ -347,9 +356,9 @@ def fig2(scale="auto", *, seed=0, device=None, shard=None, population="auto", pa
     See the module docstring for what each point records, and :func:`best_by_k` for the table.
     """
     scale, config = settings_for(FIG2, scale, overrides)
-    seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
-    population, paired = check_population(population), validate.boolean("paired", paired)
-    images, fallback = load_images(config, seed=seed)
+    seeds, shard, device = check_seeds(seeds, seed), parse_shard(shard), pick_device(device)
+    population, paired = check_population(population), check_paired(paired, seeds)
+    images, fallback = load_images(config, seed=seeds[0])
     images = _on(images, device)
     model_cfg = cnn_config(config["model"], **config["model_overrides"])
     spe = math.ceil(len(images.train_y) / config["batch_size"])  # steps per epoch (last batch may be short)
@@ -361,14 +370,16 @@ def fig2(scale="auto", *, seed=0, device=None, shard=None, population="auto", pa
     beta, gamma = config["beta"], config["gamma"]
     members = population_size(population, device, bytes_per_member=member_bytes(model_cfg, config["batch_size"]),
                               model=model_cfg)
-    populations = shard_chunks(len(configs), shard, members, key=lambda i: configs[i]["k"])  # as sweep() cuts them
+    runs = sweep_members(len(configs), seeds, paired)
+    populations = shard_chunks(len(configs), shard, members, key=lambda p: configs[p]["k"],  # as sweep() cuts them
+                               seeds=len(seeds))
     timer = step_timer("fig2", scale, steps=total * len(populations), device=device)  # evaluations come on top
 
     def schedule(lr: float):
         return warmup_cosine(lr=lr, warmup=warmup, total=total, min_lr=config["min_lr_factor"] * lr)
 
     def summarise(i: int, levels: list[Level], rec: TrainRecord) -> tuple[dict, dict[str, np.ndarray]]:
-        c = configs[i]
+        c = configs[runs[i].point]
         acc = rec.eval_loss  # train() calls eval_fn's value "eval_loss"; here it is test accuracy
         best = int(np.argmax(acc)) if len(acc) else None
         last_epoch = rec.loss[-spe:] if rec.steps_done else rec.loss
@@ -389,12 +400,12 @@ def fig2(scale="auto", *, seed=0, device=None, shard=None, population="auto", pa
         return summary, arrays
 
     def describe(i: int) -> str:
-        c = configs[i]
+        c = configs[runs[i].point]
         return f"k={c['k']} {c['strategy'] if c['k'] > 1 else '(Adam)'} lr={c['lr']:g} wd={c['weight_decay']:g}"
 
     def run_point(i: int, lr: float, wd: float) -> tuple[dict, dict[str, np.ndarray]]:
-        c = configs[i]
-        gen = seed_everything(run_seed(seed, i, paired))
+        c = configs[runs[i].point]
+        gen = seed_everything(runs[i].run_seed)
         model = CIFARNet(model_cfg).to(device)
         opt = KAdam(model.parameters(), lr=lr, betas=(gamma, beta), k=c["k"], strategy=c["strategy"],
                     weight_decay=wd, coupled=config["coupled"])
@@ -409,10 +420,10 @@ def fig2(scale="auto", *, seed=0, device=None, shard=None, population="auto", pa
     def run_population(points: list[tuple[int, float, float]]) -> list[tuple[dict, dict[str, np.ndarray]]]:
         """The points (index, lr, wd) of one k as one PopulationCNN: member e is run_point(*points[e])'s run."""
         indices = [i for i, _, _ in points]
-        cs = [configs[i] for i in indices]
-        seeds = [run_seed(seed, i, paired) for i in indices]
-        seed_everything(seeds[0])  # the global RNG (dropout masks), so that the population run repeats
-        pop = init_population(model_cfg, seeds).to(device)
+        cs = [configs[runs[i].point] for i in indices]
+        member_seeds = [runs[i].run_seed for i in indices]
+        seed_everything(member_seeds[0])  # the global RNG (dropout masks), so that the population run repeats
+        pop = init_population(model_cfg, member_seeds).to(device)
         member_levels = [kadam_levels(c["k"], beta=beta, gamma=gamma, strategy=c["strategy"]) for c in cs]
         wide = dict(dtype=torch.float64)
         levels = [Level(gamma=torch.tensor([lv[j].gamma for lv in member_levels], **wide),
@@ -421,13 +432,14 @@ def fig2(scale="auto", *, seed=0, device=None, shard=None, population="auto", pa
                     weight_decay=torch.tensor([c["weight_decay"] for c in cs], **wide), coupled=config["coupled"],
                     members=len(cs))
         streams = {s: _batches(images, batch_size=config["batch_size"], generator=torch.Generator().manual_seed(s),
-                               augment=config["augment"]) for s in dict.fromkeys(seeds)}  # paired: one for all
+                               augment=config["augment"]) for s in dict.fromkeys(member_seeds)}  # paired: one
 
         def batch(n):  # member e's batch from its own stream, stacked; one shared batch when paired
             drawn = {s: next(stream) for s, stream in streams.items()}
             if len(drawn) == 1:
-                return drawn[seeds[0]]
-            return torch.stack([drawn[s][0] for s in seeds]), torch.stack([drawn[s][1] for s in seeds])
+                return drawn[member_seeds[0]]
+            return (torch.stack([drawn[s][0] for s in member_seeds]),
+                    torch.stack([drawn[s][1] for s in member_seeds]))
 
         schedules = [schedule(c["lr"]) for c in cs]
         records = train(
@@ -452,8 +464,8 @@ def fig2(scale="auto", *, seed=0, device=None, shard=None, population="auto", pa
     if fallback:
         data["warning"] = fallback
     result = sweep("fig2", scale, config, [c["lr"] for c in configs], [c["weight_decay"] for c in configs],
-                   run_point, seed=seed, device=device, shard=shard, data=data, run_population=run_population,
-                   population=members, key=lambda i: configs[i]["k"], paired=paired)
+                   run_point, seeds=seeds, device=device, shard=shard, data=data, run_population=run_population,
+                   population=members, key=lambda p: configs[p]["k"], paired=paired)
     if whole:
         result.data["best"] = best_by_k(result.points)
     else:

@@ -21,9 +21,12 @@ Registered in ``experiments.FIGURES`` as book extras (Chapter 5) under their res
 ``noise_batch_scaling``, ``noise_stability``). Each takes ``scale`` ("smoke", "cpu", "gpu", "paper"
 or "auto": "gpu" with CUDA, "cpu" otherwise), ``seed``, ``device`` (the char-GPT runs), ``progress``
 and keyword overrides of its preset; none is a sweep, so none takes ``shard``. The two char-GPT
-experiments print the projected wall time of their GPT runs after the first steps (30 s or more;
-:func:`~kadam_edu.experiments.common.step_timer`), at the first run's rate: the later runs' larger
-batches make it a lower bound where a step's time grows with its batch (a CPU).
+experiments state findings that must hold across seeds, so they also take ``seeds`` (every run
+repeated per base seed; each point records its ``seed``) and ``paired`` (their runs always share
+their seed's initialisation: None or True). Both print the projected wall time of their GPT runs
+after the first steps (30 s or more; :func:`~kadam_edu.experiments.common.step_timer`), at the
+first run's rate: the later runs' larger batches make it a lower bound where a step's time grows
+with its batch (a CPU).
 """
 
 from __future__ import annotations
@@ -43,11 +46,14 @@ from kadam_edu.experiments.common import (
     char_gpt_population_run,
     char_gpt_run,
     check_model_overrides,
+    check_paired,
     check_population,
+    check_seeds,
     chunks,
     log_slope,
     member_bytes,
     population_size,
+    seed_prefix,
     settings_for,
     step_timer,
 )
@@ -237,7 +243,8 @@ def _char_task(model: str, model_overrides: dict, *, batch: int, steps: int, hp:
                          steps=steps, eval_every=eval_every), device)
 
 
-def batch_scaling(scale="auto", *, seed=0, device=None, population="auto", progress=None, **overrides) -> Result:
+def batch_scaling(scale="auto", *, seed=0, seeds=None, device=None, population="auto", paired=None, progress=None,
+                  **overrides) -> Result:
     """Validation loss against samples seen at batch kappa*B, square-root rule against linear rule.
 
     Points: one per (rule, kappa) with the hyperparameters used and ``mismatch`` (mean absolute
@@ -246,35 +253,56 @@ def batch_scaling(scale="auto", *, seed=0, device=None, population="auto", progr
     mismatch between two kappa = 1 runs with different seeds. Arrays ``{rule}/k{kappa}/samples``,
     ``.../eval_loss`` and ``floor/eval_loss``.
 
+    ``seeds`` (an int S for 0..S-1, or a list; None: the one seed ``seed``) repeats every run per
+    base seed (its initialisation, batches and validation batches): one point per (seed, rule,
+    kappa), seed-major, each with its ``seed`` and ``point``; ``data["seeds"]``,
+    ``data["grid_size"]`` (points per seed). With several seeds each seed's arrays carry the
+    prefix ``s{seed}/`` (:func:`~kadam_edu.experiments.common.arrays_of_seed`), the mismatch is the
+    mean over every seed's points, and the seed floor needs no extra run: ``data["floors"]`` holds
+    each seed's kappa = 1 run against the next seed's (the last against the first),
+    ``data["floor"]`` their mean (``floor_seed`` is then not used). The runs of a seed always
+    share its initialisation (``paired``: None or True; False is refused).
+
     ``population`` ("auto" or a positive int; 1: one run at a time): runs of one batch size and
     eps are trained that many at a time as one batched model, with the same result. Each kappa
     has its own batch size and the square-root rule scales eps, so in practice only the kappa = 1
-    run and the seed floor's share one (the provenance records ``population``).
+    runs (of every seed, and the seed floor's) share one (the provenance records ``population``).
     """
     scale, config = settings_for(BATCH, scale, overrides)
-    seed, device = validate.seed("seed", seed), pick_device(device)
+    seeds, device = check_seeds(seeds, seed), pick_device(device)
     population = check_population(population)
+    check_paired(paired, seeds, always=True, figure="noise_batch_scaling")
     kappas, base_batch, samples, evals = config["kappas"], config["base_batch"], config["samples"], config["evals"]
     corpus = load_shakespeare()
     gpt = gpt_config(config["model"], **config["model_overrides"])
 
-    def val_batches():  # the same validation batches every time, for every run
-        g = torch.Generator().manual_seed(10_000 + seed)
+    def val_batches(s):  # the same validation batches every time, for every run of base seed s
+        g = torch.Generator().manual_seed(10_000 + s)
         return [get_batch(corpus.val, block_size=gpt.block_size, batch_size=config["eval_batch_size"], generator=g,
                           device=device) for _ in range(config["eval_batches"])]
 
-    def evaluate(model):
-        return float(np.mean([float(model(*b)[1]) for b in val_batches()]))
+    def evaluate(s):
+        return lambda model: float(np.mean([float(model(*b)[1]) for b in val_batches(s)]))
 
-    def evaluate_population(pop):  # each member's mean over the same batches: [E]
-        return torch.stack([pop(*b)[1] for b in val_batches()]).double().mean(0).cpu().numpy()
+    def evaluate_population(member_seeds):  # member e's mean over its base seed's batches: [E]
+        def evaluate_members(pop):
+            drawn = {s: val_batches(s) for s in dict.fromkeys(member_seeds)}
+            batches = drawn[member_seeds[0]] if len(drawn) == 1 else [
+                tuple(torch.stack([drawn[s][j][t] for s in member_seeds]) for t in (0, 1))
+                for j in range(config["eval_batches"])]
+            return torch.stack([pop(*b)[1] for b in batches]).double().mean(0).cpu().numpy()
+
+        return evaluate_members
 
     base = dict(lr=config["lr"], beta=config["beta"], gamma=config["gamma"], eps=config["eps"])
-    # every run: kappa, hyperparameters, seed, label; kappa = 1 once for both rules, then the seed floor
-    jobs = [dict(rule=rule, kappa=kappa, hp=fn(kappa, **base), seed=seed, desc=f"{rule} rule, kappa={kappa}")
-            for rule, fn in RULES.items() for kappa in kappas if kappa != 1 or rule == "sqrt"]
-    if config.get("floor_seed") is not None:
-        jobs.append(dict(rule="floor", kappa=1, hp=RULES["sqrt"](1, **base), seed=config["floor_seed"],
+    # every run: kappa, hyperparameters, its seed and base seed, label; per base seed kappa = 1 once for
+    # both rules; then, with one seed, the seed floor
+    named = (lambda s: "") if len(seeds) == 1 else (lambda s: f", seed {s}")
+    jobs = [dict(rule=rule, kappa=kappa, hp=fn(kappa, **base), seed=s, base=s,
+                 desc=f"{rule} rule, kappa={kappa}{named(s)}")
+            for s in seeds for rule, fn in RULES.items() for kappa in kappas if kappa != 1 or rule == "sqrt"]
+    if len(seeds) == 1 and config.get("floor_seed") is not None:
+        jobs.append(dict(rule="floor", kappa=1, hp=RULES["sqrt"](1, **base), seed=config["floor_seed"], base=seeds[0],
                          desc="kappa=1, second seed"))
     members = population_size(population, device, bytes_per_member=member_bytes(gpt, base_batch * max(kappas)),
                               model=gpt)
@@ -301,36 +329,43 @@ def batch_scaling(scale="auto", *, seed=0, device=None, population="auto", progr
         if len(chunk) == 1:
             job = jobs[chunk[0]]
             records = [char_gpt_run(task, beta=job["hp"]["beta"], gamma=job["hp"]["gamma"], seed=job["seed"],
-                                    eval_fn=evaluate, progress=progress, desc=job["desc"], timer=timer)[1]]
+                                    eval_fn=evaluate(job["base"]), progress=progress, desc=job["desc"], timer=timer)[1]]
         else:
             _, records = char_gpt_population_run(
                 task, betas=[hp["beta"] for hp in hps], gammas=[hp["gamma"] for hp in hps],
-                seeds=[jobs[j]["seed"] for j in chunk], lrs=[hp["lr"] for hp in hps], eval_fn=evaluate_population,
+                seeds=[jobs[j]["seed"] for j in chunk], lrs=[hp["lr"] for hp in hps],
+                eval_fn=evaluate_population([jobs[j]["base"] for j in chunk]),
                 progress=progress, desc=f"kappa={kappa}: {len(chunk)} runs at once", timer=timer)
         done.update({j: curve(rec, kappa, steps) for j, rec in zip(chunk, records)})
-    runs = {(jobs[j]["rule"], jobs[j]["kappa"]): done[j] for j in done}
 
-    arrays, points = {}, []
-    for rule, fn in RULES.items():
-        for kappa in kappas:
-            hp = fn(kappa, **base)
-            rec, loss, seen = runs["sqrt" if kappa == 1 else rule, kappa]
-            arrays[f"{rule}/k{kappa}/samples"] = seen
-            arrays[f"{rule}/k{kappa}/eval_loss"] = loss
-            points.append({"rule": rule, "kappa": kappa, "batch": base_batch * kappa, "steps": len(rec.loss),
-                           **{k: float(v) for k, v in hp.items()}, "final_eval_loss": float(loss[-1]),
-                           "diverged_at": rec.diverged_at, "seconds": round(rec.seconds, 2)})
-    ref = runs["sqrt", 1][1]
-    for p in points:
-        p["mismatch"] = curve_mismatch(ref, runs[p["rule"], p["kappa"]][1]) if p["kappa"] > 1 else 0.0
+    arrays, points, refs, floor = {}, [], {}, {}
+    for s in seeds:
+        head, first = seed_prefix(s, seeds), len(points)
+        runs = {(jobs[j]["rule"], jobs[j]["kappa"]): done[j] for j in done if jobs[j]["base"] == s}
+        ref = refs[s] = runs["sqrt", 1][1]
+        for rule, fn in RULES.items():
+            for kappa in kappas:
+                hp = fn(kappa, **base)
+                rec, loss, seen = runs["sqrt" if kappa == 1 else rule, kappa]
+                arrays[f"{head}{rule}/k{kappa}/samples"] = seen
+                arrays[f"{head}{rule}/k{kappa}/eval_loss"] = loss
+                points.append({"rule": rule, "kappa": kappa, "batch": base_batch * kappa, "steps": len(rec.loss),
+                               **{k: float(v) for k, v in hp.items()}, "final_eval_loss": float(loss[-1]),
+                               "diverged_at": rec.diverged_at, "seconds": round(rec.seconds, 2),
+                               "mismatch": curve_mismatch(ref, loss) if kappa > 1 else 0.0,
+                               "seed": s, "point": len(points) - first})
+        if ("floor", 1) in runs:
+            _, loss, seen = runs["floor", 1]
+            arrays["floor/samples"], arrays["floor/eval_loss"] = seen, loss
+            floor["floor"] = curve_mismatch(ref, loss)
+    if len(seeds) > 1:  # each seed's kappa = 1 run against the next seed's
+        floor["floors"] = [curve_mismatch(refs[s], refs[seeds[(k + 1) % len(seeds)]]) for k, s in enumerate(seeds)]
+        floor["floor"] = float(np.mean(floor["floors"]))
     mismatch = {rule: float(np.mean([p["mismatch"] for p in points if p["rule"] == rule and p["kappa"] > 1]))
                 for rule in RULES} if len(kappas) > 1 else {}
-    data = {"points": points, "mismatch": mismatch, "samples": samples, "base": base, "base_batch": base_batch}
-    if ("floor", 1) in runs:
-        _, loss, seen = runs["floor", 1]
-        arrays["floor/samples"], arrays["floor/eval_loss"] = seen, loss
-        data["floor"] = curve_mismatch(ref, loss)
-    prov = provenance(scale=scale, device=device, seed=seed)
+    data = {"points": points, "mismatch": mismatch, "samples": samples, "base": base, "base_batch": base_batch,
+            **floor, "seeds": seeds, "grid_size": len(points) // len(seeds)}
+    prov = provenance(scale=scale, device=device, seed=seeds[0])
     prov["population"] = members
     return Result(figure="noise_batch_scaling", scale=scale, config=config, data=data, arrays=arrays, provenance=prov)
 
@@ -424,7 +459,8 @@ def _toy_run(*, kappa, hp, dim, base_batch, steps, off_at, seed):
     return max_update, loss_log
 
 
-def scaling_stability(scale="auto", *, seed=0, device=None, progress=None, **overrides) -> Result:
+def scaling_stability(scale="auto", *, seed=0, seeds=None, device=None, paired=None, progress=None,
+                      **overrides) -> Result:
     """The square-root rule applied to a B+ point: max-update growth measured against both predictions.
 
     Points: one per (model, kappa) with the scaled (beta, gamma), C, the predicted slopes
@@ -433,9 +469,16 @@ def scaling_stability(scale="auto", *, seed=0, device=None, progress=None, **ove
     last ``fit_fraction`` of the run; for the toy from ``toy_off_at`` + 20 on if later).
     ``data``: kappa_c (:func:`kadam_edu.scaling.crossing_kappa`), kappa_d, kappa_limit.
     Arrays ``{model}/k{kappa}/max_update``.
+
+    ``seeds`` (an int S for 0..S-1, or a list; None: the one seed ``seed``) repeats every run per
+    base seed: one point per (seed, model, kappa), seed-major, each with its ``seed`` and
+    ``point``; ``data["seeds"]``, ``data["grid_size"]`` (points per seed); with several seeds each
+    seed's arrays carry the prefix ``s{seed}/`` (:func:`~kadam_edu.experiments.common.arrays_of_seed`).
+    The runs of a seed always share it (``paired``: None or True; False is refused).
     """
     scale, config = settings_for(STABILITY, scale, overrides)
-    seed, device = validate.seed("seed", seed), pick_device(device)
+    seeds, device = check_seeds(seeds, seed), pick_device(device)
+    check_paired(paired, seeds, always=True, figure="noise_stability")
     beta, gamma = float(config["beta"]), float(config["gamma"])
     data = {"base": [beta, gamma], "C": float(bounds.stability_constant(beta, gamma)),
             "kappa_c": scaling.crossing_kappa(beta=beta, gamma=gamma),
@@ -456,27 +499,31 @@ def scaling_stability(scale="auto", *, seed=0, device=None, progress=None, **ove
     steps = int(config["gpt_steps"])
     start = int(round(steps * (1 - config["fit_fraction"])))
     # at the first (smallest) batch's rate: a lower bound where a step's time grows with its batch (a CPU)
-    timer = step_timer("noise_stability", scale, steps=steps * len(config["gpt_kappas"]), device=device,
+    timer = step_timer("noise_stability", scale, steps=steps * len(config["gpt_kappas"]) * len(seeds), device=device,
                        note="the linear-model runs come on top")
-    for kappa in config["gpt_kappas"]:
-        hp = scaling.square_root_rule(kappa, lr=config["lr"], beta=beta, gamma=gamma, eps=1e-30)
-        task = _char_task(config["gpt_model"], {"dropout": 0.0}, batch=int(round(config["gpt_base_batch"] * kappa)),
-                          steps=steps, hp=hp, device=device)
-        _, rec = char_gpt_run(task, beta=hp["beta"], gamma=hp["gamma"], seed=seed, timer=timer, progress=progress,
-                              desc=f"char GPT, kappa={kappa}")
-        mu = np.full(steps, np.nan)
-        mu[:len(rec.max_update)] = rec.max_update
-        arrays[f"gpt/k{kappa:g}/max_update"] = mu
-        points.append(summary("gpt", kappa, hp, mu, start, rec.seconds))
     toy_steps, off_at = int(config["toy_steps"]), int(config["toy_off_at"])
     toy_start = max(int(round(toy_steps * (1 - config["fit_fraction"]))), off_at + 20)
-    for kappa in config["toy_kappas"]:
-        hp = scaling.square_root_rule(kappa, lr=config["lr"], beta=beta, gamma=gamma, eps=0.0)
-        t0 = time.perf_counter()
-        mu, _ = _toy_run(kappa=kappa, hp=hp, dim=int(config["toy_dim"]), base_batch=config["toy_base_batch"],
-                         steps=toy_steps, off_at=off_at, seed=seed)
-        arrays[f"toy/k{kappa:g}/max_update"] = mu
-        points.append(summary("toy", kappa, hp, mu, toy_start, time.perf_counter() - t0))
-    data["points"] = points
+    for s in seeds:
+        head, first = seed_prefix(s, seeds), len(points)
+        named = "" if len(seeds) == 1 else f", seed {s}"
+        for kappa in config["gpt_kappas"]:
+            hp = scaling.square_root_rule(kappa, lr=config["lr"], beta=beta, gamma=gamma, eps=1e-30)
+            task = _char_task(config["gpt_model"], {"dropout": 0.0},
+                              batch=int(round(config["gpt_base_batch"] * kappa)), steps=steps, hp=hp, device=device)
+            _, rec = char_gpt_run(task, beta=hp["beta"], gamma=hp["gamma"], seed=s, timer=timer, progress=progress,
+                                  desc=f"char GPT, kappa={kappa}{named}")
+            mu = np.full(steps, np.nan)
+            mu[:len(rec.max_update)] = rec.max_update
+            arrays[f"{head}gpt/k{kappa:g}/max_update"] = mu
+            points.append(dict(summary("gpt", kappa, hp, mu, start, rec.seconds), seed=s, point=len(points) - first))
+        for kappa in config["toy_kappas"]:
+            hp = scaling.square_root_rule(kappa, lr=config["lr"], beta=beta, gamma=gamma, eps=0.0)
+            t0 = time.perf_counter()
+            mu, _ = _toy_run(kappa=kappa, hp=hp, dim=int(config["toy_dim"]), base_batch=config["toy_base_batch"],
+                             steps=toy_steps, off_at=off_at, seed=s)
+            arrays[f"{head}toy/k{kappa:g}/max_update"] = mu
+            points.append(dict(summary("toy", kappa, hp, mu, toy_start, time.perf_counter() - t0), seed=s,
+                               point=len(points) - first))
+    data.update(points=points, seeds=seeds, grid_size=len(points) // len(seeds))
     return Result(figure="noise_stability", scale=scale, config=config, data=data, arrays=arrays,
-                  provenance=provenance(scale=scale, device=device, seed=seed))
+                  provenance=provenance(scale=scale, device=device, seed=seeds[0]))

@@ -10,15 +10,19 @@ Every figure here is a sweep of one char GPT over (beta, gamma) points and takes
 ``population`` ("auto" or a positive int): the points are trained that many at a time as one
 batched model (:mod:`kadam_edu.population`; 1: one model at a time), each member with its own
 seed, batches, schedule and divergence, so the result is the same whatever ``population`` is
-(float tolerance; with dropout > 0, as at paper scale, only in distribution). ``paired=True``
-gives every point the initialisation and batches of point 0 (:func:`~kadam_edu.experiments.common.run_seed`).
+(float tolerance; with dropout > 0, as at paper scale, only in distribution). ``seeds`` (an int S
+for the base seeds 0..S-1, or a list; None: the one seed ``seed``) runs the grid once per base
+seed: the Result holds one point per (seed, grid point), seed-major, each with its ``seed`` and
+``point`` (:func:`~kadam_edu.experiments.common.sweep`). ``paired=True`` (the default with more
+than one seed) gives every point of a seed the initialisation and batches of that seed's point 0
+(:func:`~kadam_edu.experiments.common.run_seed`); across seeds they differ.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from kadam_edu import bounds, validate
+from kadam_edu import bounds
 from kadam_edu.experiments.common import (
     CHAR_RUNS,
     CHAR_SPEC,
@@ -27,16 +31,18 @@ from kadam_edu.experiments.common import (
     Presets,
     char_gpt_population_run,
     char_gpt_run,
+    check_paired,
     check_population,
+    check_seeds,
     finite_log_slope,
     member_bytes,
     point_summary,
     population_size,
-    run_seed,
     settings_for,
     shard_chunks,
     step_timer,
     sweep,
+    sweep_members,
 )
 from kadam_edu.experiments.result import parse_shard
 from kadam_edu.scale import pick_device
@@ -103,11 +109,12 @@ FIG1 = Presets("fig1", {
 }, spec=SPEC, rules=_slope_window)
 
 
-def _max_update_runs(task, timer, seed, *, paired=False, schedule=None, extra=None, progress=None):
+def _max_update_runs(task, timer, members, *, schedule=None, extra=None, progress=None):
     """(run_point, run_population) for sweeps that record the max-update trajectory (fig1, fig3, fig9-12).
 
-    run_point trains one point alone (:func:`char_gpt_run`), run_population several as one
-    population (:func:`char_gpt_population_run`), each ticking ``timer`` once a step;
+    run_point trains one run alone (:func:`char_gpt_run`), run_population several as one
+    population (:func:`char_gpt_population_run`), each ticking ``timer`` once a step; run i
+    (a flat index) starts from ``members[i].run_seed`` (:func:`sweep_members`);
     ``schedule(beta, gamma)`` -> the point's lr schedule (in a population, member e's),
     ``extra(record, beta, gamma)`` -> more summary fields.
     """
@@ -122,7 +129,7 @@ def _max_update_runs(task, timer, seed, *, paired=False, schedule=None, extra=No
         return summary, arrays
 
     def run_point(i, beta, gamma):
-        _, rec = char_gpt_run(task, beta=beta, gamma=gamma, seed=run_seed(seed, i, paired),
+        _, rec = char_gpt_run(task, beta=beta, gamma=gamma, seed=members[i].run_seed,
                               schedule=None if schedule is None else schedule(beta, gamma),
                               progress=progress, desc=f"point {i} (beta={beta:.4f}, gamma={gamma:.4f})", timer=timer)
         return summarise(i, beta, gamma, rec)
@@ -131,7 +138,7 @@ def _max_update_runs(task, timer, seed, *, paired=False, schedule=None, extra=No
         schedules = None if schedule is None else [schedule(beta, gamma) for _, beta, gamma in points]
         _, records = char_gpt_population_run(
             task, betas=[b for _, b, _ in points], gammas=[g for _, _, g in points],
-            seeds=[run_seed(seed, i, paired) for i, _, _ in points],
+            seeds=[members[i].run_seed for i, _, _ in points],
             schedule=None if schedules is None else (lambda n: [s(n) for s in schedules]),
             progress=progress, desc=f"points {points[0][0]}-{points[-1][0]} ({len(points)} at once)", timer=timer)
         return [summarise(i, beta, gamma, rec) for (i, beta, gamma), rec in zip(points, records)]
@@ -139,30 +146,33 @@ def _max_update_runs(task, timer, seed, *, paired=False, schedule=None, extra=No
     return run_point, run_population
 
 
-def _setup(presets, scale, seed, device, shard, population, paired, overrides):
-    """Every argument of a figure here checked (and normalized) before any work: (scale, config, seed,
-    shard, device, population, paired)."""
+def _setup(presets, scale, overrides, *, seed, seeds, device, shard, population, paired):
+    """Every argument of a figure here checked (and normalized) before any work: (scale, config,
+    run), run = {seeds, shard, device, population, paired} for :func:`_run_sweep`."""
     scale, config = settings_for(presets, scale, overrides)
-    seed, shard, device = validate.seed("seed", seed), parse_shard(shard), pick_device(device)
-    population, paired = check_population(population), validate.boolean("paired", paired)
-    return scale, config, seed, shard, device, population, paired
+    seeds, shard, device = check_seeds(seeds, seed), parse_shard(shard), pick_device(device)
+    run = dict(seeds=seeds, shard=shard, device=device, population=check_population(population),
+               paired=check_paired(paired, seeds))
+    return scale, config, run
 
 
-def _run_sweep(figure, scale, config, seed, shard, device, population, paired, betas, gammas, make_runs, data=None):
-    """Build the char task and sweep the points with ``make_runs(task, timer)`` (:func:`_max_update_runs`),
-    ``population`` at a time; ``timer`` projects the shard's steps (``steps`` per population)."""
+def _run_sweep(figure, scale, config, betas, gammas, make_runs, *, seeds, shard, device, population, paired,
+               data=None):
+    """Build the char task and sweep the points once per base seed with ``make_runs(task, timer, members)``
+    (:func:`_max_update_runs`), ``population`` at a time; ``timer`` projects the shard's steps
+    (``steps`` per population)."""
     task = CharTask(config, device)
-    members = population_size(population, device, bytes_per_member=member_bytes(task.gpt, config["batch_size"]),
-                              model=task.gpt)
-    populations = shard_chunks(len(betas), shard, members)
-    run_point, run_population = make_runs(task, step_timer(figure, scale, steps=config["steps"] * len(populations),
-                                                           device=device))
-    return sweep(figure, scale, config, betas, gammas, run_point, seed=seed, device=device, shard=shard, data=data,
-                 run_population=run_population, population=members, paired=paired)
+    size = population_size(population, device, bytes_per_member=member_bytes(task.gpt, config["batch_size"]),
+                           model=task.gpt)
+    populations = shard_chunks(len(betas), shard, size, seeds=len(seeds))
+    timer = step_timer(figure, scale, steps=config["steps"] * len(populations), device=device)
+    run_point, run_population = make_runs(task, timer, sweep_members(len(betas), seeds, paired))
+    return sweep(figure, scale, config, betas, gammas, run_point, seeds=seeds, device=device, shard=shard, data=data,
+                 run_population=run_population, population=size, paired=paired)
 
 
-def fig1(scale="auto", *, seed=0, device=None, shard=None, population="auto", paired=False, progress=None,
-         **overrides):
+def fig1(scale="auto", *, seed=0, seeds=None, device=None, shard=None, population="auto", paired=None,
+         progress=None, **overrides):
     """Max-update trajectories along the normal curve through (0.999, 0.9) (Fig. 1, App. H).
 
     Each point records ||u_n||_inf for every step, and its summary has ``C``, the
@@ -171,8 +181,8 @@ def fig1(scale="auto", *, seed=0, device=None, shard=None, population="auto", pa
     ``predicted_slope_discrete`` = max(0, ln gamma - ln(beta)/2) (the exact discrete bound's
     n -> inf slope), plus ``bound_slope_at_n``, the exact bound's own slope at slope_at.
     """
-    scale, config, seed, shard, device, population, paired = _setup(FIG1, scale, seed, device, shard, population,
-                                                                    paired, overrides)
+    scale, config, run = _setup(FIG1, scale, overrides, seed=seed, seeds=seeds, device=device, shard=shard,
+                                population=population, paired=paired)
     betas, gammas = bounds.normal_curve(*REFERENCE, config["points"], beta_range=config["beta_range"])
 
     def slopes(rec, beta, gamma):
@@ -188,10 +198,10 @@ def fig1(scale="auto", *, seed=0, device=None, shard=None, population="auto", pa
             "bound_slope_at_n": float((log_bound[1] - log_bound[0]) / (2 * half)),
         }
 
-    return _run_sweep("fig1", scale, config, seed, shard, device, population, paired, betas, gammas,
-                      lambda task, timer: _max_update_runs(task, timer, seed, paired=paired, extra=slopes,
-                                                           progress=progress),
-                      data={"reference": list(REFERENCE)})
+    return _run_sweep("fig1", scale, config, betas, gammas,
+                      lambda task, timer, members: _max_update_runs(task, timer, members, extra=slopes,
+                                                                    progress=progress),
+                      data={"reference": list(REFERENCE)}, **run)
 
 
 FIG3 = Presets("fig3", {
@@ -202,14 +212,14 @@ FIG3 = Presets("fig3", {
 }, spec=SPEC)
 
 
-def fig3(scale="auto", *, seed=0, device=None, shard=None, population="auto", paired=False, progress=None,
-         **overrides):
+def fig3(scale="auto", *, seed=0, seeds=None, device=None, shard=None, population="auto", paired=None,
+         progress=None, **overrides):
     """Max-update for points on B0 = {C = 0} (Fig. 3, App. F); Eq. 5 predicts sqrt(n) growth there."""
-    scale, config, seed, shard, device, population, paired = _setup(FIG3, scale, seed, device, shard, population,
-                                                                    paired, overrides)
+    scale, config, run = _setup(FIG3, scale, overrides, seed=seed, seeds=seeds, device=device, shard=shard,
+                                population=population, paired=paired)
     betas, gammas = bounds.level_curve(0.0, config["points"], beta_range=config["beta_range"])
-    return _run_sweep("fig3", scale, config, seed, shard, device, population, paired, betas, gammas,
-                      lambda task, timer: _max_update_runs(task, timer, seed, paired=paired, progress=progress))
+    return _run_sweep("fig3", scale, config, betas, gammas,
+                      lambda task, timer, members: _max_update_runs(task, timer, members, progress=progress), **run)
 
 
 def _generalisation_presets(figure: str, points_paper: int, points_gpu: int) -> Presets:
@@ -232,10 +242,10 @@ FIG9, FIG10, FIG11 = (_generalisation_presets("fig9", 128, 128), _generalisation
                       _generalisation_presets("fig11", 128, 32))
 
 
-def _generalisation(figure, presets, curve, scale, seed, device, shard, population, paired, overrides, data,
-                    progress=None):
-    scale, config, seed, shard, device, population, paired = _setup(presets, scale, seed, device, shard, population,
-                                                                    paired, overrides)
+def _generalisation(figure, presets, curve, scale, overrides, data, progress, **run):
+    """Figs. 9-11: the test loss along ``curve(points)`` with App. H's schedule; ``run``: the run
+    arguments (seed, seeds, device, shard, population, paired), checked by :func:`_setup`."""
+    scale, config, run = _setup(presets, scale, overrides, **run)
     betas, gammas = curve(config["points"])
 
     def schedule(beta, gamma):
@@ -248,35 +258,35 @@ def _generalisation(figure, presets, curve, scale, seed, device, shard, populati
             out[f"best_test_loss_{horizon}"] = float(seen.min()) if len(seen) else None
         return out
 
-    return _run_sweep(figure, scale, config, seed, shard, device, population, paired, betas, gammas,
-                      lambda task, timer: _max_update_runs(task, timer, seed, paired=paired, schedule=schedule,
-                                                           extra=best_losses, progress=progress),
-                      data=data)
+    return _run_sweep(figure, scale, config, betas, gammas,
+                      lambda task, timer, members: _max_update_runs(task, timer, members, schedule=schedule,
+                                                                    extra=best_losses, progress=progress),
+                      data=data, **run)
 
 
-def fig9(scale="auto", *, seed=0, device=None, shard=None, population="auto", paired=False, progress=None,
-         **overrides):
+def fig9(scale="auto", *, seed=0, seeds=None, device=None, shard=None, population="auto", paired=None,
+         progress=None, **overrides):
     """Test loss along the whole normal curve through (0.999, 0.9) (Fig. 9, App. N)."""
-    return _generalisation("fig9", FIG9, lambda num: bounds.normal_curve(*REFERENCE, num),
-                           scale, seed, device, shard, population, paired,
-                           overrides, {"curve": "normal", "through": list(REFERENCE)}, progress)
+    return _generalisation("fig9", FIG9, lambda num: bounds.normal_curve(*REFERENCE, num), scale, overrides,
+                           {"curve": "normal", "through": list(REFERENCE)}, progress, seed=seed, seeds=seeds,
+                           device=device, shard=shard, population=population, paired=paired)
 
 
-def fig10(scale="auto", *, seed=0, device=None, shard=None, population="auto", paired=False, progress=None,
-          **overrides):
+def fig10(scale="auto", *, seed=0, seeds=None, device=None, shard=None, population="auto", paired=None,
+          progress=None, **overrides):
     """Test loss along the normal curve through (0.95, 0.9) (Fig. 10, App. O)."""
-    return _generalisation("fig10", FIG10, lambda num: bounds.normal_curve(0.95, 0.9, num),
-                           scale, seed, device, shard, population, paired,
-                           overrides, {"curve": "normal", "through": [0.95, 0.9]}, progress)
+    return _generalisation("fig10", FIG10, lambda num: bounds.normal_curve(0.95, 0.9, num), scale, overrides,
+                           {"curve": "normal", "through": [0.95, 0.9]}, progress, seed=seed, seeds=seeds,
+                           device=device, shard=shard, population=population, paired=paired)
 
 
-def fig11(scale="auto", *, seed=0, device=None, shard=None, population="auto", paired=False, progress=None,
-          **overrides):
+def fig11(scale="auto", *, seed=0, seeds=None, device=None, shard=None, population="auto", paired=None,
+          progress=None, **overrides):
     """Test loss along the level curve C = C(0.999, 0.9) (Fig. 11, App. O)."""
     c = float(bounds.stability_constant(*REFERENCE))
-    return _generalisation("fig11", FIG11, lambda num: bounds.level_curve(c, num),
-                           scale, seed, device, shard, population, paired,
-                           overrides, {"curve": "level", "C": c}, progress)
+    return _generalisation("fig11", FIG11, lambda num: bounds.level_curve(c, num), scale, overrides,
+                           {"curve": "level", "C": c}, progress, seed=seed, seeds=seeds, device=device, shard=shard,
+                           population=population, paired=paired)
 
 
 FIG12 = Presets("fig12", {
@@ -287,19 +297,19 @@ FIG12 = Presets("fig12", {
 }, spec=SPEC, rules=_evaluations)
 
 
-def fig12(scale="auto", *, seed=0, device=None, shard=None, population="auto", paired=False, progress=None,
-          **overrides):
+def fig12(scale="auto", *, seed=0, seeds=None, device=None, shard=None, population="auto", paired=None,
+          progress=None, **overrides):
     """Eq. 15 annealing, eta_n = eta_0 exp(-n |C| / 2), for points in B- (Fig. 12, App. P).
 
     Each point has its own schedule (its C); in a population, member e follows point e's.
     """
-    scale, config, seed, shard, device, population, paired = _setup(FIG12, scale, seed, device, shard, population,
-                                                                    paired, overrides)
+    scale, config, run = _setup(FIG12, scale, overrides, seed=seed, seeds=seeds, device=device, shard=shard,
+                                population=population, paired=paired)
     betas, gammas = bounds.normal_curve(*REFERENCE, config["points"], beta_range=config["beta_range"])
 
     def schedule(beta, gamma):
         return annealed(lr=config["lr"], beta=beta, gamma=gamma)
 
-    return _run_sweep("fig12", scale, config, seed, shard, device, population, paired, betas, gammas,
-                      lambda task, timer: _max_update_runs(task, timer, seed, paired=paired, schedule=schedule,
-                                                           progress=progress))
+    return _run_sweep("fig12", scale, config, betas, gammas,
+                      lambda task, timer, members: _max_update_runs(task, timer, members, schedule=schedule,
+                                                                    progress=progress), **run)
