@@ -4,6 +4,9 @@ A :class:`Result` is JSON (figure, scale, config, provenance and small summaries
 plus an npz of arrays. Sweeps store one entry per point in ``data["points"]`` (each with its
 ``index`` along the sweep), the number of points of the whole sweep in ``data["sweep_size"]``
 and each point's arrays under ``"p{index}/..."``; shards of a sweep are joined by :func:`merge`.
+A sweep run once per base seed (``seeds``) is one flat sweep of seeds x grid points, seed-major:
+each point also records its ``seed`` and ``point`` (its place in the grid), and ``data`` the
+``seeds`` and the ``grid_size`` (results written before seeds lack these keys).
 
 On disk a result is ``<figure>.json`` and the npz it names, ``<figure>-<sha12>.npz`` (the first
 12 hex digits of its sha256, which the JSON records in full and :meth:`Result.load` checks). A
@@ -158,6 +161,19 @@ class Result:
         """The arrays of sweep point ``index`` (keys without the ``p{index}/`` prefix)."""
         head = f"p{index}/"
         return {k[len(head):]: v for k, v in self.arrays.items() if k.startswith(head)}
+
+    def table(self, columns, *, fmt=None, headers=None, rows=None, seed=None, over_seeds=False) -> str:
+        """An aligned plain-text table of the point summaries' ``columns`` (or of ``rows``, mappings).
+
+        ``fmt``: a format spec per column, e.g. ``{"C": "+.3f"}`` (default ``.4g`` for floats);
+        ``headers``: a header per column; None prints as ``--``. ``seed``: that seed's points only;
+        ``over_seeds``: one row per grid point, each number ``median [lo, hi]`` over the seeds (one
+        value where they agree). ``seed`` and ``point`` are columns of every result, a legacy one
+        too. See :func:`kadam_edu.experiments.analysis.result_table`.
+        """
+        from kadam_edu.experiments.analysis import result_table  # analysis imports this module
+
+        return result_table(self, columns, fmt=fmt, headers=headers, rows=rows, seed=seed, over_seeds=over_seeds)
 
     def save(self, path) -> Path:
         """Write ``<path>/<figure>.json`` and the npz it names into directory ``path`` (created if
@@ -378,8 +394,10 @@ def merge(results: list[Result]) -> Result:
     Refused with a ValueError naming the shard and what differs: results that are not shards
     (provenance ``shard`` None), an incomplete or overlapping set (shards must be I/N for every
     I in 0..N-1 exactly once, and shard I must hold exactly the points i = I mod N of the
-    sweep's ``data["sweep_size"]``), a different figure, scale, seed, config key or data key,
-    and arrays of points that a shard does not hold (an npz that belongs to another shard).
+    sweep's ``data["sweep_size"]``), a different figure, scale, seed, config key or data key
+    (so, for a multi-seed sweep, other ``seeds`` or ``grid_size``: shards split the flat
+    (seed, point) index and must come from one run), and arrays of points that a shard does not
+    hold (an npz that belongs to another shard).
     The merged provenance is the first shard's with ``shard`` None, the common seed, and
     ``merged_from``: every shard's own provenance, in shard order.
     """
