@@ -281,3 +281,39 @@ def test_jupyter_book_accepts_the_config():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["repository"]["release"] == book.release()
     assert validate_yaml(config, raise_on_errors=True) is None
+
+
+# Issue 14, "Reading the pages": code fits the column; setup and import cells are collapsed on the page.
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_code_lines_fit_the_page(path):
+    long = book.long_code_lines(_load(path))
+    assert not long, (f"{path.name}: {len(long)} code lines longer than {book.CODE_WIDTH} characters, e.g. "
+                      f"cell {long[0][0]}: {long[0][1]!r}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_setup_and_import_cells_are_collapsed_on_the_page(path):
+    nb = _load(path)
+    setup = book.setup_cell_index(nb)
+    want = [setup] + [i for i, c in enumerate(nb["cells"]) if i > setup and book.imports_only(c)]
+    bare = [i for i in want if book.COLLAPSED_TAG not in nb["cells"][i].get("metadata", {}).get("tags", [])]
+    assert not bare, f"{path.name}: cells {bare} should carry {book.COLLAPSED_TAG!r}; run `python tools/book.py sync`"
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("import numpy as np\nfrom kadam_edu import bounds", True),
+    ("# the tools\nimport math\n\nimport torch  # tensors", True),
+    ("import numpy as np\nx = np.zeros(3)", False),
+    ("%matplotlib inline\nimport numpy as np", True),
+    ("%matplotlib inline", False),
+    ("!pip install kadam-edu\nimport kadam_edu", False),
+    ("# only a comment", False),
+    ("", False),
+])
+def test_imports_only(source, expected):
+    assert book.imports_only({"cell_type": "code", "source": source}) is expected
+    assert book.imports_only({"cell_type": "markdown", "source": source}) is False
+
+
+def test_the_setup_cell_fits_the_page():
+    assert max(map(len, book.setup_cell_source().splitlines())) <= book.CODE_WIDTH

@@ -12,6 +12,7 @@ T4 GPU runtime, so the launch button opens them on a GPU.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -20,6 +21,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUP_TAG = "kadam-setup"
+# MyST-NB's tag for a code cell whose input the HTML page shows collapsed (the notebook keeps it):
+# the setup cell and the cells that only import.
+COLLAPSED_TAG = "hide-input"
+# The longest code line the page's column shows without cutting it.
+CODE_WIDTH = 88
 # Colab's notebook metadata for a GPU runtime (what Colab itself saves after "Change runtime type").
 COLAB_GPU = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
 # A notebook trains when it imports the library's experiments (they train models at SCALE on
@@ -53,13 +59,15 @@ def setup_cell_source() -> str:
     """The first code cell of every notebook: install the book's release of kadam_edu when missing
     (Colab), warn when another version is installed, say whether there is a GPU, pick the scale."""
     return "\n".join([
-        "# Setup (the same in every notebook): install the book's release of kadam_edu when missing,",
-        "# as on Colab, then pick the scale from the hardware; KADAM_SCALE overrides.",
+        "# Setup (the same in every notebook): install the book's release of kadam_edu",
+        "# when missing, as on Colab, then pick the scale from the hardware;",
+        "# KADAM_SCALE overrides.",
         "import importlib.util, subprocess, sys",
         f"RELEASE = \"{release()}\"  # the kadam_edu release this book documents",
         "if importlib.util.find_spec(\"kadam_edu\") is None:",
         f"    PACKAGE = f\"kadam-edu @ git+{repository_url()}@{{RELEASE}}\"",
-        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", PACKAGE], check=True)",
+        "    pip = [sys.executable, \"-m\", \"pip\", \"install\", \"-q\", PACKAGE]",
+        "    subprocess.run(pip, check=True)",
         "import kadam_edu",
         "import torch",
         "from kadam_edu.scale import describe, resolve_scale",
@@ -67,8 +75,8 @@ def setup_cell_source() -> str:
         "%matplotlib inline",
         "SCALE = resolve_scale(\"auto\")",
         "if kadam_edu.__version__ != RELEASE.removeprefix(\"v\"):",
-        "    print(f\"Warning: kadam_edu {kadam_edu.__version__} is installed, but this book documents {RELEASE}: \"",
-        "          \"the text may not match what you see.\")",
+        "    print(f\"Warning: kadam_edu {kadam_edu.__version__} is installed, but this book \"",
+        "          f\"documents {RELEASE}: the text may not match what you see.\")",
         "if torch.cuda.is_available():",
         "    print(\"GPU:\", torch.cuda.get_device_name())",
         "else:",
@@ -121,9 +129,37 @@ def trains(nb: dict) -> bool:
     return any(c["cell_type"] == "code" and TRAINS.search(_source(c)) for c in nb["cells"][i + 1:])
 
 
+def imports_only(cell: dict) -> bool:
+    """Whether a code cell does nothing but import (comments, blank lines and IPython line magics
+    such as ``%matplotlib inline`` aside)."""
+    if cell["cell_type"] != "code":
+        return False
+    lines = [ln for ln in _source(cell).splitlines() if ln.strip() and not ln.lstrip().startswith(("#", "%"))]
+    if not lines or any(ln.lstrip().startswith("!") for ln in lines):
+        return False
+    try:
+        body = ast.parse("\n".join(lines)).body
+    except SyntaxError:
+        return False
+    return all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in body)
+
+
+def long_code_lines(nb: dict, width: int = CODE_WIDTH) -> list[tuple[int, str]]:
+    """(cell index, line) for every code line longer than ``width`` characters."""
+    return [(i, ln) for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
+            for ln in _source(c).splitlines() if len(ln) > width]
+
+
+def _tag(cell: dict, tag: str) -> None:
+    tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+    if tag not in tags:
+        tags.append(tag)
+
+
 def synced(nb: dict) -> dict:
-    """The notebook with the setup cell in place, no outputs and no execution counts, and Colab's
-    GPU runtime metadata exactly when it trains."""
+    """The notebook with the setup cell in place, it and every imports-only cell collapsed on the
+    page (COLLAPSED_TAG), no outputs and no execution counts, and Colab's GPU runtime metadata
+    exactly when it trains."""
     nb = json.loads(json.dumps(nb))
     meta = nb.setdefault("metadata", {})
     for key in COLAB_GPU:
@@ -133,9 +169,11 @@ def synced(nb: dict) -> dict:
     i = setup_cell_index(nb)
     cell = nb["cells"][i]
     cell["source"] = setup_cell_source()
-    tags = cell.setdefault("metadata", {}).setdefault("tags", [])
-    if SETUP_TAG not in tags:
-        tags.append(SETUP_TAG)
+    _tag(cell, SETUP_TAG)
+    _tag(cell, COLLAPSED_TAG)
+    for cell in nb["cells"][i + 1:]:
+        if imports_only(cell):
+            _tag(cell, COLLAPSED_TAG)
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
             cell["outputs"] = []
