@@ -57,7 +57,7 @@ from kadam_edu.scale import PRECISIONS, SCALES, float32_precision
 from kadam_edu.experiments.estimate import estimate
 from kadam_edu.experiments.result import Result, merge, parse_shard, provenance, slurm_shard, write_atomic
 
-__all__ = ["FIGURES", "Figure", "Result", "merge", "reproduce", "get", "parse_shard", "provenance", "slurm_shard",
+__all__ = ["BOOK_SEEDS", "FIGURES", "Figure", "Result", "merge", "reproduce", "get", "parse_shard", "provenance", "slurm_shard",
            "plan", "load_or_reproduce", "RESULTS_ENV", "estimate", "ordered", "costs", "record_costs", "COSTS_FILE",
            "COST_MACHINE"]
 
@@ -128,6 +128,11 @@ class Figure:
 #: The measured wall times (:func:`costs`), written by :func:`record_costs`.
 COSTS_FILE = Path(__file__).with_name("costs.json")
 #: Where the measured costs come from when :data:`COSTS_FILE` does not say (no ``"_machine"``).
+#: Paired seeds the book runs each experiment behind a stated finding with, per scale: enough to say
+#: in how many seeds a claim holds (at least 3 at cpu scale, :mod:`kadam_edu.experiments.analysis`);
+#: the cluster's paper scale runs App. H's single configuration once.
+BOOK_SEEDS = {"smoke": 3, "cpu": 3, "gpu": 3, "paper": 1}
+
 COST_MACHINE = "2 CPU cores (the project's CI machine); gpu and paper scales: estimated for one T4"
 
 FIGURES: dict[str, Figure] = {
