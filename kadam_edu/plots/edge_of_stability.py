@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from kadam_edu.plots.common import figure_row
+from kadam_edu.plots.common import (draw_over_seeds, figure_row, first_seed, over_seeds, seed_grid, seed_points,
+                                    seed_summaries)
 
 __all__ = ["eos", "eos_quadratic_view", "EOS_QUADRATIC"]
 
@@ -21,13 +22,18 @@ def eos(result) -> Figure:
 
     (a) preconditioned sharpness lambda_max(P^{-1} H) on the fixed batch against the step, with
     each run's threshold (2 + 2 gamma) / ((1 - gamma) eta) dashed in the same colour; (b) the
-    ratio sharpness / threshold (1 = the edge); (c) the loss on the fixed batch.
+    ratio sharpness / threshold (1 = the edge); (c) the loss on the fixed batch. Of a multi-seed
+    result, the first seed's runs, and in (b), right of each run's last measurement, its median
+    ratio over the last half (``ratio_tail_median``) as the median over the seeds with a bar from
+    the lowest to the highest seed.
     """
     if getattr(result, "figure", None) != "eos":
         raise ValueError(f"plots.eos needs an 'eos' result; got {getattr(result, 'figure', type(result).__name__)!r}")
     fig, (a, b, c) = figure_row(3, width=4.4)
     lr_color = {lr: f"C{j % 10}" for j, lr in enumerate(sorted({p["lr"] for p in result.points}))}
-    for p in result.points:  # colour: the learning rate; solid: full batch, dotted: minibatch
+    first, seed = first_seed(result)
+    seed = seed and f"\n{seed.strip(' ()')}"  # the titles are long: which seed goes on a line of its own
+    for p in first:  # colour: the learning rate; solid: full batch, dotted: minibatch
         arr = result.point_arrays(p["index"])
         color, ls = lr_color[p["lr"]], ("-" if p["mode"] == "full-batch" else ":")
         steps, sharp = arr["steps"], arr["sharpness"]
@@ -38,11 +44,20 @@ def eos(result) -> Figure:
             c.plot(np.arange(1, len(arr["loss"]) + 1), arr["loss"], ls, color=color, lw=1.0, label=_eos_label(p))
         else:
             c.plot(steps, arr["fixed_loss"], ls, marker="o", ms=3, color=color, label=_eos_label(p))
+    if len(seed_points(result)) > 1:  # each run's tail ratio over the seeds, right of its curves
+        grid = seed_grid(result)
+        last = max(result.point_arrays(p["index"])["steps"][-1] for p in first)
+        tails = seed_summaries(grid, lambda p: p["ratio_tail_median"])
+        for j, (per_seed, tail) in enumerate(zip(grid, tails)):
+            p = next(iter(per_seed.values()))
+            draw_over_seeds(b, [last * (1 + 0.04 * (j + 1))], [tail], "D", color=lr_color[p["lr"]], ms=4,
+                            label=f"last-half median{over_seeds(result)}" if j == 0 else None)
     a.set(yscale="log", xlabel="step n", ylabel=r"$\lambda_{\max}(P^{-1}H)$",
-          title="(a) preconditioned sharpness; dashed: threshold")
+          title=f"(a) preconditioned sharpness; dashed: threshold{seed}")
     b.axhline(1.0, color="k", lw=0.9)
-    b.set(yscale="log", xlabel="step n", ylabel="sharpness / threshold", title=r"(b) ratio to $(2+2\gamma)/((1-\gamma)\eta)$")
-    c.set(yscale="log", xlabel="step n", ylabel="loss on the fixed batch", title="(c) loss")
+    b.set(yscale="log", xlabel="step n", ylabel="sharpness / threshold",
+          title=rf"(b) ratio to $(2+2\gamma)/((1-\gamma)\eta)${seed}")
+    c.set(yscale="log", xlabel="step n", ylabel="loss on the fixed batch", title=f"(c) loss{seed}")
     for ax in (a, b, c):
         ax.legend(fontsize=7)
     fig.suptitle(f"Adam at the edge of stability: char GPT ({result.scale} scale), "

@@ -1,5 +1,6 @@
 """Section 4.2, k-Adam (App. Q, App. T): Fig. 2 from its result
-(:mod:`kadam_edu.experiments.kadam_cifar`), each level's max-update against its bound on a run
+(:mod:`kadam_edu.experiments.kadam_cifar`; of several seeds: medians with their range, see
+:func:`fig2`), each level's max-update against its bound on a run
 (:mod:`kadam_edu.experiments.level_bounds`), and the view of a strategy's level pair."""
 
 from __future__ import annotations
@@ -9,30 +10,48 @@ from matplotlib.figure import Figure
 
 from kadam_edu import bounds, levels, validate
 from kadam_edu.optim import kadam_levels
-from kadam_edu.plots.common import figure_row, region_map
+from kadam_edu.plots.common import (draw_over_seeds, figure_row, first_seed, over_seeds, region_map, seed_points,
+                                    seed_summaries)
 
 __all__ = ["fig2", "level_bounds", "levels_view"]
 
 
 def fig2(result) -> Figure:
-    """Fig. 2: best test accuracy over the lr/wd sweep against k, per strategy (k = 1, Adam, in red)."""
+    """Fig. 2: best test accuracy over the lr/wd sweep against k, per strategy (k = 1, Adam, in red).
+
+    (a) each (strategy, k)'s best accuracy (:func:`~kadam_edu.experiments.kadam_cifar.best_by_k`);
+    of a multi-seed result, the best within each seed, drawn as the median over the seeds with a
+    bar from the lowest to the highest seed; (b) the test accuracy of each row's best run (of the
+    first seed of a multi-seed result).
+    """
     from kadam_edu.experiments.kadam_cifar import best_by_k
 
-    rows = best_by_k(result.points)
+    tables = {s: {(r["strategy"], r["k"]): r for r in best_by_k(points)}
+              for s, points in seed_points(result).items()}
+    keys = list(dict.fromkeys(key for table in tables.values() for key in table))
+    by_row = {key: {s: table[key] for s, table in tables.items() if key in table} for key in keys}
+
+    def accuracy(rows):
+        return seed_summaries(rows, lambda r: r["best_test_accuracy"])
+
     fig, (a, b) = figure_row(2)
-    for i, strategy in enumerate(dict.fromkeys(r["strategy"] for r in rows)):
-        rs = [r for r in rows if r["strategy"] == strategy and r["best_test_accuracy"] is not None]
-        a.plot([r["k"] for r in rs], [r["best_test_accuracy"] for r in rs], "o-", color=f"C{i}", label=strategy)
-    adam = [r for r in rows if r["k"] == 1 and r["best_test_accuracy"] is not None]
+    for i, strategy in enumerate(dict.fromkeys(strategy for strategy, _ in keys)):
+        ks = [k for st, k in keys if st == strategy]
+        drawn = [(k, acc) for k, acc in zip(ks, accuracy([by_row[strategy, k] for k in ks])) if acc.n]
+        draw_over_seeds(a, [k for k, _ in drawn], [acc for _, acc in drawn], "o-", color=f"C{i}", label=strategy)
+    adam = [acc for acc in accuracy([by_row[key] for key in keys if key[1] == 1]) if acc.n]
     if adam:
-        a.plot([1], [adam[0]["best_test_accuracy"]], "o", color="red", ms=9, zorder=3, label="k = 1 (Adam)")
-    a.set(xlabel="k", ylabel="best test accuracy", title="(a) best over the lr/wd sweep")
+        draw_over_seeds(a, [1], adam[:1], "o", color="red", ms=9, zorder=3, label="k = 1 (Adam)")
+    note = over_seeds(result)
+    a.set(xlabel="k", ylabel="best test accuracy",
+          title="(a) best over the lr/wd sweep" + (f"\n{note.strip(' ()')}" if note else ""))
     a.legend(fontsize=8)
-    for i, r in enumerate(x for x in rows if x["index"] is not None):
+    first, seed = first_seed(result)
+    for i, r in enumerate(x for x in best_by_k(first) if x["index"] is not None):
         arr = result.point_arrays(r["index"])
         b.plot(arr["eval_epochs"], arr["test_accuracy"], color=f"C{i % 10}", lw=1.0,
                label=f"{r['strategy']}, k={r['k']}")
-    b.set(xlabel="epoch", ylabel="test accuracy", title="(b) the best run of each row")
+    b.set(xlabel="epoch", ylabel="test accuracy", title=f"(b) the best run of each row{seed}")
     b.legend(fontsize=7, ncol=2)
     data = result.data.get("dataset", "")
     fig.suptitle(f"Fig. 2 ({result.scale} scale): {data}", fontsize=9)

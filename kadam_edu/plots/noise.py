@@ -1,6 +1,10 @@
 """Noise and batch size (the book's Chapter 5): the SDEs against discrete Adam, batch scaling by the
 square-root and linear rules, and where the square-root rule moves a point of the stability region
-(:mod:`kadam_edu.experiments.noise`, :mod:`kadam_edu.scaling`)."""
+(:mod:`kadam_edu.experiments.noise`, :mod:`kadam_edu.scaling`).
+
+Of a multi-seed result (arrays under ``s{seed}/``), the curves are the first seed's and each
+summary (mismatch, measured slope) the median over the seeds with a bar from the lowest to the
+highest seed (:mod:`kadam_edu.plots.common`)."""
 
 from __future__ import annotations
 
@@ -9,9 +13,26 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from kadam_edu import bounds, scaling
-from kadam_edu.plots.common import CMAP, figure_row, region_map
+from kadam_edu.plots.common import (CMAP, draw_over_seeds, figure_row, first_seed, over_seeds, region_map, seed_grid,
+                                    seed_points, seed_summaries)
 
 __all__ = ["noise_sde", "noise_batch_scaling", "noise_stability", "scaling_view"]
+
+
+def _seed_arrays(result, seed) -> dict:
+    """Base seed ``seed``'s arrays under their single-seed names; a single-seed (or legacy)
+    result's arrays as they are."""
+    if len(seed_points(result)) <= 1:
+        return result.arrays
+    from kadam_edu.experiments.common import arrays_of_seed
+
+    return arrays_of_seed(result, seed)
+
+
+def _runs(result, *keys) -> dict:
+    """The result's grid points (:func:`~kadam_edu.plots.common.seed_grid`, ``{seed: summary}``)
+    by the values of ``keys`` in their summaries, e.g. ``{("sqrt", 2): {0: ..., 1: ...}}``."""
+    return {tuple(next(iter(per_seed.values()))[k] for k in keys): per_seed for per_seed in seed_grid(result)}
 
 
 def noise_sde(result) -> Figure:
@@ -50,20 +71,28 @@ def noise_sde(result) -> Figure:
 def noise_batch_scaling(result) -> Figure:
     """Chapter 5, :func:`kadam_edu.experiments.noise.batch_scaling`: validation loss against samples
     seen at batch kappa*B under (a) the square-root rule and (b) the linear rule; (c) each run's
-    mismatch with kappa = 1, with the seed-to-seed floor."""
-    pts = result.points
+    mismatch with kappa = 1, with the seed-to-seed floor. Of a multi-seed result: (a), (b) the first
+    seed's curves, with the next seed's kappa = 1 curve as the floor's; (c) the median over the
+    seeds with a bar from the lowest to the highest, the floor's median with its range shaded."""
+    seeds = list(seed_points(result))
+    pts, seed = first_seed(result)
+    arrays = _seed_arrays(result, seeds[0])
     kappas = sorted({p["kappa"] for p in pts})
     fig, axes = figure_row(3, width=4.4)
     for ax, rule, title in ((axes[0], "sqrt", "(a) square-root rule"), (axes[1], "linear", "(b) linear rule")):
         for j, k in enumerate(kappas):
             p = next(q for q in pts if q["rule"] == rule and q["kappa"] == k)
-            ax.plot(result.arrays[f"{rule}/k{k}/samples"], result.arrays[f"{rule}/k{k}/eval_loss"], marker="o", ms=3,
+            ax.plot(arrays[f"{rule}/k{k}/samples"], arrays[f"{rule}/k{k}/eval_loss"], marker="o", ms=3,
                     color=f"C{j}", label=rf"$\kappa$={k}: batch {p['batch']}, $\eta$={p['lr']:.2g}, "
                                          rf"$\gamma$={p['gamma']:.3g}, $\beta$={p['beta']:.4g}")
-        if "floor/eval_loss" in result.arrays:
-            ax.plot(result.arrays["floor/samples"], result.arrays["floor/eval_loss"], color="0.5", ls=":", lw=1.0,
+        if "floor/eval_loss" in arrays:
+            ax.plot(arrays["floor/samples"], arrays["floor/eval_loss"], color="0.5", ls=":", lw=1.0,
                     label=r"$\kappa$=1, another seed")
-        ax.set(xlabel="samples seen", ylabel="validation loss", title=title)
+        elif len(seeds) > 1:  # the floor of a multi-seed result: kappa = 1 in the next seed
+            other = _seed_arrays(result, seeds[1])
+            ax.plot(other[f"{rule}/k1/samples"], other[f"{rule}/k1/eval_loss"], color="0.5", ls=":", lw=1.0,
+                    label=rf"$\kappa$=1, seed {seeds[1]}")
+        ax.set(xlabel="samples seen", ylabel="validation loss", title=title + seed)
         ax.legend(fontsize=6)
     lo = min(np.nanmin(ax.get_ylim()[0]) for ax in axes[:2])
     hi = max(np.nanmax(ax.get_ylim()[1]) for ax in axes[:2])
@@ -72,14 +101,30 @@ def noise_batch_scaling(result) -> Figure:
     c = axes[2]
     width = 0.38
     big = [k for k in kappas if k > 1]
+    runs = _runs(result, "rule", "kappa")
     for i, (rule, color) in enumerate((("sqrt", "C0"), ("linear", "C3"))):
-        vals = [next(q["mismatch"] for q in pts if q["rule"] == rule and q["kappa"] == k) for k in big]
-        c.bar(np.arange(len(big)) + (i - 0.5) * width, vals, width, color=color,
-              label=f"{rule} rule (mean {result.data['mismatch'].get(rule, float('nan')):.3f})")
-    if "floor" in result.data:
+        label = f"{rule} rule (mean {result.data['mismatch'].get(rule, float('nan')):.3f})"
+        x = np.arange(len(big)) + (i - 0.5) * width
+        if len(seeds) <= 1:
+            vals = [next(q["mismatch"] for q in pts if q["rule"] == rule and q["kappa"] == k) for k in big]
+            c.bar(x, vals, width, color=color, label=label)
+            continue
+        mismatch = seed_summaries([runs[rule, k] for k in big], lambda p: p["mismatch"])
+        med = np.array([m.median for m in mismatch])
+        c.bar(x, med, width, color=color, label=label, capsize=3, ecolor="k",
+              yerr=np.vstack([med - [m.lo for m in mismatch], [m.hi for m in mismatch] - med]))
+    if len(seeds) > 1 and "floors" in result.data:  # per seed: its kappa = 1 run against the next seed's
+        from kadam_edu.experiments.analysis.seeds import summarise
+
+        floor = summarise(dict(zip(seeds, result.data["floors"])))
+        c.axhspan(floor.lo, floor.hi, color="0.4", alpha=0.15, lw=0)
+        c.axhline(floor.median, color="0.4", ls="--", lw=1.0, label=f"seed floor {floor:.3f} (shaded)")
+    elif "floor" in result.data:
         c.axhline(result.data["floor"], color="0.4", ls="--", lw=1.0, label=f"seed floor {result.data['floor']:.3f}")
     c.set_xticks(np.arange(len(big)), [rf"$\kappa$={k}" for k in big])
-    c.set(ylabel="mean |loss - loss at kappa=1| (nats)", title="(c) mismatch at matched samples")
+    note = over_seeds(result).strip(" ()")
+    c.set(ylabel="mean |loss - loss at kappa=1| (nats)",
+          title="(c) mismatch at matched samples" + (f"\n{note}" if note else ""))
     c.legend(fontsize=7)
     fig.suptitle(f"Char GPT at batch sizes kappa x {result.data['base_batch']} ({result.scale} scale)", fontsize=9)
     return fig
@@ -148,24 +193,28 @@ def scaling_view(kappa, beta=0.95, gamma=0.97, *, kappa_max=None) -> Figure:
 def noise_stability(result) -> Figure:
     """Chapter 5, :func:`kadam_edu.experiments.noise.scaling_stability`: (a) the rule's ray through the
     base point; (b) the toy's max-update against step for each kappa; (c) measured slopes of
-    log ||u_n||_inf (char GPT, toy) against kappa with both predicted growth rates."""
+    log ||u_n||_inf (char GPT, toy) against kappa with both predicted growth rates. Of a multi-seed
+    result: (b) the first seed's runs; (c) the median slope over the seeds with a bar from the
+    lowest to the highest seed."""
     beta, gamma = result.data["base"]
     pts = result.points
+    first, seed = first_seed(result)
+    arrays = _seed_arrays(result, list(seed_points(result))[0])  # the first seed's
     fig, (a, b, c) = figure_row(3, width=4.4, height=3.7)
     region_map(a)
     kappas = sorted({p["kappa"] for p in pts})
     _scaling_ray(a, beta, gamma, kappas, label_points=False)
     a.set_title(rf"(a) base ({beta:g}, {gamma:g}) and its scaled points", fontsize=8)
     a.legend(fontsize=6, loc="lower left")
-    toy = [p for p in pts if p["model"] == "toy"]
+    toy = [p for p in first if p["model"] == "toy"]
     viridis = colormaps["viridis"]
     for j, p in enumerate(toy):
-        mu = result.arrays[f"toy/k{p['kappa']:g}/max_update"]
+        mu = arrays[f"toy/k{p['kappa']:g}/max_update"]
         b.plot(np.arange(len(mu)), mu, color=viridis(j / max(1, len(toy) - 1)), lw=1.0,
                ls="-" if p["C"] > 0 else "--", label=rf"$\kappa$={p['kappa']:g} ({p['region']})")
     b.axvline(result.config["toy_off_at"], color="0.5", ls=":", lw=0.8)
     b.set(yscale="log", xlabel="step n", ylabel=r"$\|u_n\|_\infty$",
-          title="(b) toy: half the features switch off at the dotted line")
+          title=f"(b) toy: half the features switch off at the dotted line{seed}")
     b.title.set_fontsize(8)
     b.legend(fontsize=6, ncol=2)
     limit = min(result.data["kappa_limit"], 1 / (1 - beta))
@@ -173,10 +222,13 @@ def noise_stability(result) -> Figure:
     nb, ng = scaling.scaled_decays(ks, beta=beta, gamma=gamma)
     c.plot(ks, bounds.growth_rate(nb, ng), color="C3", ls="--", lw=1.0, label=r"continuous $\max(0,-C)/2$")
     c.plot(ks, bounds.discrete_growth_rate(nb, ng), color="C1", ls=":", lw=1.4, label="exact discrete bound")
+    runs = _runs(result, "model", "kappa")
     for model, marker, color in (("gpt", "o", "C0"), ("toy", "s", "C2")):
-        sel = [p for p in pts if p["model"] == model and p["measured_slope"] is not None]
-        c.plot([p["kappa"] for p in sel], [p["measured_slope"] for p in sel], marker, color=color, ms=6, mfc="none",
-               label="measured: char GPT" if model == "gpt" else "measured: toy")
+        run_ks = [k for m, k in runs if m == model]
+        measured = seed_summaries([runs[model, k] for k in run_ks], lambda p: p["measured_slope"])
+        slopes = [(k, s) for k, s in zip(run_ks, measured) if s.n]
+        draw_over_seeds(c, [k for k, _ in slopes], [s for _, s in slopes], marker, color=color, ms=6, mfc="none",
+                        label=f"measured: {'char GPT' if model == 'gpt' else 'toy'}{over_seeds(result)}")
     for k, name in ((result.data["kappa_c"], r"$\kappa_c$"), (result.data["kappa_d"], r"$\kappa_d$")):
         c.axvline(k, color="0.4", lw=0.8, ls="-.")
         c.annotate(name, (k, 0.94), xycoords=("data", "axes fraction"), fontsize=8, xytext=(2, 0),

@@ -1,6 +1,10 @@
 """Section 3, the stability region of (beta, gamma) (Eq. 5, App. E): Fig. 1, 3, 9-12 from their
 results (:mod:`kadam_edu.experiments.stability`), the measured max-update over its bounds, and the
-views of one (beta, gamma) point and of the level and normal curves."""
+views of one (beta, gamma) point and of the level and normal curves.
+
+A multi-seed result draws the first seed's trajectories, a statistic per grid point (Fig. 1's
+slope, Figs. 9-11's best test loss) as the median over the seeds with a bar from the lowest to the
+highest seed, and in :func:`bound_ratio` every run of every seed (see :mod:`kadam_edu.plots.common`)."""
 
 from __future__ import annotations
 
@@ -9,13 +13,15 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 
 from kadam_edu import bounds, validate
-from kadam_edu.plots.common import CMAP, c_norm, figure_row, region_map
+from kadam_edu.plots.common import (CMAP, c_norm, draw_over_seeds, figure_row, first_seed, over_seeds, region_map,
+                                    seed_grid, seed_points, seed_summaries)
 
 __all__ = ["fig1", "fig3", "fig9", "fig10", "fig11", "fig12", "bound_ratio", "stability_view", "curves_map"]
 
 
 def _points(result):
-    pts = result.points
+    """The grid points (the first seed's summaries): beta, gamma, C as arrays, and the summaries."""
+    pts, _ = first_seed(result)
     return (np.array([p["beta"] for p in pts]), np.array([p["gamma"] for p in pts]),
             np.array([p["C"] for p in pts]), pts)
 
@@ -26,7 +32,9 @@ def _zoom(betas, gammas, pad=0.15):
     return lo, hi
 
 
-def _trajectories(ax, result, key, *, bound=None, logy=True):
+def _trajectories(ax, result, key, *, bound=None, logy=True) -> str:
+    """The first seed's runs of array ``key`` coloured by C (with ``bound`` dotted); returns the
+    words for the panel's title (:func:`~kadam_edu.plots.common.first_seed`)."""
     betas, gammas, cs, pts = _points(result)
     norm = c_norm(cs)
     for p, c in zip(pts, cs):
@@ -43,16 +51,20 @@ def _trajectories(ax, result, key, *, bound=None, logy=True):
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel("iteration n")
+    return first_seed(result)[1]
 
 
 def fig1(result) -> Figure:
     """Fig. 1: (a) ||u_n||_inf with Eq. 5 (dotted), (b) measured slope against both laws, (c) the points."""
     fig, (a, b, c) = figure_row(3)
-    _trajectories(a, result, "max_update", bound=bounds.max_update_bound)
-    top = max(np.nanmax(result.point_arrays(p["index"])["max_update"]) for p in result.points)
-    a.set(ylabel=r"max-update $\|u_n\|_\infty$", ylim=(None, top * 10), title="(a) max-update; Eq. 5 dotted")
+    seed = _trajectories(a, result, "max_update", bound=bounds.max_update_bound)
     betas, gammas, cs, pts = _points(result)
-    measured = np.array([np.nan if p["measured_slope"] is None else p["measured_slope"] for p in pts])
+    top = max(np.nanmax(result.point_arrays(p["index"])["max_update"]) for p in pts)
+    a.set(ylabel=r"max-update $\|u_n\|_\infty$", ylim=(None, top * 10), title=f"(a) max-update; Eq. 5 dotted{seed}")
+    grid = seed_grid(result)
+    grid_cs = np.array([next(iter(per_seed.values()))["C"] for per_seed in grid])
+    slopes = seed_summaries(grid, lambda p: p["measured_slope"])
+    measured = np.array([s.median for s in slopes])
     # both laws along the same stretch of the curve, densely
     dense_b, dense_g = bounds.normal_curve(*result.data.get("reference", (0.999, 0.9)), 400,
                                            beta_range=tuple(result.config["beta_range"]))
@@ -60,8 +72,10 @@ def fig1(result) -> Figure:
     b.plot(dense_c, bounds.discrete_growth_rate(dense_b, dense_g), "-", color="C2",
            label=r"discrete: $\ln\gamma-\frac{1}{2}\ln\beta$")
     b.plot(dense_c, bounds.growth_rate(dense_b, dense_g), "--", color="k", label=r"paper: $|C|/2$")
-    b.scatter(cs, measured, c=cs, cmap=CMAP, norm=c_norm(cs), zorder=3, label="measured",
-              edgecolors="0.3", linewidths=0.4)
+    if any(s.total > 1 for s in slopes):  # the range over the seeds, under the medians
+        draw_over_seeds(b, grid_cs, slopes, "none", ecolor="0.3", elinewidth=0.8, zorder=2)
+    b.scatter(grid_cs, measured, c=grid_cs, cmap=CMAP, norm=c_norm(cs), zorder=3,
+              label=f"measured{over_seeds(result)}", edgecolors="0.3", linewidths=0.4)
     n0 = pts[0].get("slope_at")
     b.set(xlabel=r"$C(\beta,\gamma)$", ylabel=rf"slope of $\log\|u_n\|_\infty$ at n={n0}", title="(b) growth rate")
     b.legend(fontsize=8)
@@ -77,8 +91,8 @@ def fig1(result) -> Figure:
 def fig3(result) -> Figure:
     """Fig. 3: max-update on B0 with Eq. 5's sqrt(n) bound (dotted)."""
     fig, (a, c) = figure_row(2)
-    _trajectories(a, result, "max_update", bound=bounds.max_update_bound)
-    a.set(ylabel=r"$\|u_n\|_\infty$", title=r"(a) max-update on $\mathcal{B}_0$; Eq. 5 ($\sqrt{n}$) dotted")
+    seed = _trajectories(a, result, "max_update", bound=bounds.max_update_bound)
+    a.set(ylabel=r"$\|u_n\|_\infty$", title=r"(a) max-update on $\mathcal{B}_0$; Eq. 5 ($\sqrt{n}$) dotted" + seed)
     betas, gammas, cs, _ = _points(result)
     lo, hi = _zoom(betas, gammas)
     region_map(c, betas, gammas, cs, lo=lo, hi=hi)
@@ -89,15 +103,19 @@ def fig3(result) -> Figure:
 
 def _generalisation(result, title) -> Figure:
     fig, (a, b, c) = figure_row(3)
-    _trajectories(a, result, "eval_loss", logy=False)
-    a.set(ylabel="test loss", title="(a) test loss")
+    seed = _trajectories(a, result, "eval_loss", logy=False)
+    a.set(ylabel="test loss", title=f"(a) test loss{seed}")
     betas, gammas, cs, pts = _points(result)
-    keys = sorted({k for p in pts for k in p if k.startswith("best_test_loss_")}, key=lambda k: int(k.rsplit("_", 1)[1]))
+    grid = seed_grid(result)
+    keys = sorted({k for p in result.points for k in p if k.startswith("best_test_loss_")},
+                  key=lambda k: int(k.rsplit("_", 1)[1]))
     level = result.data.get("curve") == "level"  # C is constant there: use beta instead
-    x, xlabel = (betas, r"$\beta$ (along the level curve)") if level else (cs, r"$C(\beta,\gamma)$")
+    first = [next(iter(per_seed.values())) for per_seed in grid]
+    x = np.array([p["beta"] for p in first]) if level else np.array([p["C"] for p in first])
+    xlabel = r"$\beta$ (along the level curve)" if level else r"$C(\beta,\gamma)$"
     for key, marker in zip(keys, "os"):
-        vals = np.array([np.nan if p.get(key) is None else p[key] for p in pts])
-        b.plot(x, vals, marker, ls="-", label=f"best by n={key.rsplit('_', 1)[1]}")
+        draw_over_seeds(b, x, seed_summaries(grid, lambda p: p.get(key)), marker, ls="-",
+                        label=f"best by n={key.rsplit('_', 1)[1]}{over_seeds(result)}")
     b.set(xlabel=xlabel, ylabel="best test loss", title="(b) best test loss")
     b.legend(fontsize=8)
     lo, hi = _zoom(betas, gammas)
@@ -125,10 +143,10 @@ def fig11(result) -> Figure:
 def fig12(result) -> Figure:
     """Fig. 12: Eq. 15 annealing in B-: max-update (Eq. 5 dotted is for a constant lr) and test loss."""
     fig, (a, b) = figure_row(2)
-    _trajectories(a, result, "max_update")
-    a.set(ylabel=r"$\|u_n\|_\infty$", title="(a) max-update with Eq. 15 annealing")
+    seed = _trajectories(a, result, "max_update")
+    a.set(ylabel=r"$\|u_n\|_\infty$", title=f"(a) max-update with Eq. 15 annealing{seed}")
     _trajectories(b, result, "eval_loss", logy=False)
-    b.set(ylabel="test loss", title="(b) test loss")
+    b.set(ylabel="test loss", title=f"(b) test loss{seed}")
     fig.suptitle(f"Fig. 12 ({result.scale} scale)")
     return fig
 
@@ -254,7 +272,8 @@ def bound_ratio(result) -> Figure:
     """Measured max-update over each bound, ||u_n||_inf / bound(n), for every point of a sweep.
 
     (a) over the exact discrete bound (at most 1 for every gradient sequence when eps = 0),
-    (b) over Eq. 5. ``result``: a sweep whose points record ``max_update`` (fig1, fig3, fig12).
+    (b) over Eq. 5. ``result``: a sweep whose points record ``max_update`` (fig1, fig3, fig12); of a
+    multi-seed sweep, every run of every seed (thinner lines).
     """
     pts = getattr(result, "points", None)
     if not pts or any("beta" not in p or "gamma" not in p for p in pts):
@@ -265,16 +284,18 @@ def bound_ratio(result) -> Figure:
     fig, (a, b) = figure_row(2)
     cs = np.array([p["C"] for p in pts])
     norm = c_norm(cs)
+    n_seeds = len(seed_points(result))
     for p, c in zip(pts, cs):
         mu = np.asarray(result.point_arrays(p["index"])["max_update"], dtype=float)
         n = np.arange(len(mu))
         for ax, bound in ((a, bounds.discrete_max_update_bound), (b, bounds.max_update_bound)):
-            ax.plot(n, mu / bound(n, p["beta"], p["gamma"]), color=CMAP(norm(c)), lw=0.9)
+            ax.plot(n, mu / bound(n, p["beta"], p["gamma"]), color=CMAP(norm(c)), lw=0.9 if n_seeds <= 1 else 0.6)
     for ax, title in ((a, "(a) over the exact discrete bound"), (b, "(b) over Eq. 5")):
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set(xlabel="iteration n", ylabel=r"$\|u_n\|_\infty$ / bound", yscale="log", title=title)
     sm = ScalarMappable(norm=norm, cmap=CMAP)
     fig.colorbar(sm, ax=[a, b], label=r"$C(\beta,\gamma)$")
-    fig.suptitle(f"{result.figure}: measured max-update relative to the bounds ({result.scale} scale)")
+    every = "" if n_seeds <= 1 else f", every run of all {n_seeds} seeds"
+    fig.suptitle(f"{result.figure}: measured max-update relative to the bounds ({result.scale} scale{every})")
     return fig
 
