@@ -578,3 +578,12 @@ def test_scaling_rules_reads_a_saved_result_whose_diverged_mismatch_became_none(
     back = Result.load(tmp_path)
     assert json.loads((tmp_path / "noise_batch_scaling.json").read_text())["data"]["points"][5]["mismatch"] is None
     assert A.scaling_rules(back).ratio.values == (math.inf,) * 3
+
+
+def test_annealing_rows_name_pytorch_defaults_only_when_fig1_has_them():
+    """At cpu scale Fig. 1's grid stops short of (0.999, 0.9): no row may be labelled as the defaults."""
+    fig1 = [(0.953, 0.9973, 3.0, 1e-3), (0.966, 0.968, 2.9, 1e-3)]
+    worse = [(0.9525, 0.9982, 3.5, 1e-4), (0.96, 0.99, 3.4, 1e-4)]
+    res12, res1 = _anneal_pair((0,), [worse], [fig1])
+    rows = A.annealing_rows(res12, res1)
+    assert [r["run"] for r in rows] == ["annealed (Eq. 15)", "constant lr, nearest"] * 2

@@ -90,7 +90,8 @@ class LawFit:
             return f"{label}: none at this scale"
         lines = [f"{label}: {self.count:g} per seed"]
         for key, law in LAWS.items():
-            lines.append(f"  {law:34s} median |diff| {self.median_abs[key]:.5f}, relative {self.median_rel[key]:.1%}")
+            lines.append(f"  {law}:")
+            lines.append(f"      median |diff| {self.median_abs[key]:.5f}, relative {self.median_rel[key]:.1%}")
         lines.append(f"  closer to the discrete law at {self.closer_discrete:g} of them")
         return _paragraph(lines)
 
@@ -340,7 +341,7 @@ def annealing(annealed: Result, constant: Result) -> Annealing:
 def annealing_rows(annealed: Result, constant: Result, seed: int | None = None) -> list[dict]:
     """Chapter 2's Fig. 12 table for one seed (default: the first): for each fig12 point, an
     "annealed (Eq. 15)" row and a "constant lr, nearest" row (the fig1 point nearest in beta), then
-    "PyTorch defaults" (the fig1 point nearest (0.999, 0.9)); each with beta, gamma, C and the
+    "PyTorch defaults" (the fig1 point at (0.999, 0.9), where the sweep has it); each with beta, gamma, C and the
     late-window means of lr, the step lr * ||u_n||_inf and the training loss. For ``Result.table``."""
     a, c, window = _anneal_pair_check(annealed, constant)
     s = next(iter(a)) if seed is None else seed
@@ -358,4 +359,6 @@ def annealing_rows(annealed: Result, constant: Result, seed: int | None = None) 
         rows += [row("annealed (Eq. 15)", annealed, p),
                  row("constant lr, nearest", constant, _nearest(c[s], p["beta"]))]
     default = min(c[s], key=lambda q: abs(q["beta"] - REFERENCE[0]) + abs(q["gamma"] - REFERENCE[1]))
+    if abs(default["beta"] - REFERENCE[0]) > 1e-6 or abs(default["gamma"] - REFERENCE[1]) > 1e-6:
+        return rows  # the fig1 sweep does not reach PyTorch's defaults (its cpu grid stops short)
     return rows + [row("PyTorch defaults", constant, default)]
