@@ -587,3 +587,53 @@ def test_annealing_rows_name_pytorch_defaults_only_when_fig1_has_them():
     res12, res1 = _anneal_pair((0,), [worse], [fig1])
     rows = A.annealing_rows(res12, res1)
     assert [r["run"] for r in rows] == ["annealed (Eq. 15)", "constant lr, nearest"] * 2
+
+
+# --------------------------------------------------------------------------- a chapter's findings, claim by claim
+
+
+def test_findings_sorts_the_claims_of_findings_by_what_the_seeds_show():
+    shown = A.verdict("a holds everywhere", {0: True, 1: True, 2: True})
+    some = A.verdict("b holds sometimes", {0: True, 1: False, 2: True})
+    none = A.verdict("c never holds", {0: False, 1: False, 2: False})
+    untestable = A.verdict("d cannot be tested", {0: None, 1: None, 2: None})
+    few = A.verdict("e on one seed", {0: True})
+    ranking = A.kadam_ranking(_multi("fig2", [_fig2_grid(_acc(0.80, 0.82, 0.79, 0.78, 0.70))] * 3))
+    f = A.findings(shown, some, ranking, none, untestable, few)
+    assert f.shown == (shown, ranking.beats["inverse_exp", 2], ranking.naive_degrades)
+    assert f.not_established == (some, few)
+    assert none in f.not_seen and f.untestable == (untestable,)
+    # a finding contributes its claims once: Fig. 2's 2-Adam verdict is not listed twice
+    claims = [v.claim for v in f.verdicts]
+    assert len(claims) == len(set(claims)) == 5 + len(ranking.beats) + 1
+    assert ranking.inverse_exp_2 not in f.verdicts and ranking.beats["inverse_exp", 2] in f.verdicts
+    text = str(f)
+    assert text.index("Shown at this scale") < text.index("a holds everywhere") < text.index("Not established")
+    assert "b holds sometimes: holds in 2 of 3" in text and "d cannot be tested" in text
+    assert max(map(len, text.splitlines())) <= 88
+
+
+def test_findings_names_the_figure_of_a_generalisation_claim_that_two_figures_share():
+    grids = [_normal_grid([3.9, 3.8, 3.7, 3.6])] * 3
+    fig9 = A.generalisation(_multi("fig9", grids, data={"curve": "normal"}))
+    fig10 = A.generalisation(_multi("fig10", grids, data={"curve": "normal"}))
+    f = A.findings(fig9, fig10)
+    assert len(f.verdicts) == 4 and len(f.shown) == 4
+    assert f.verdicts[0].claim == f"fig9: {fig9.sooner.claim}"
+    assert f.verdicts[2].claim == f"fig10: {fig10.sooner.claim}"
+
+
+def test_findings_lists_an_edge_of_stability_runs_claim_not_its_arrival():
+    grids = [_eos_grid({1e-3: 1.0, 3e-3: 0.4}, {1e-3: 0.5})] * 3
+    edge = A.edge_of_stability(_multi("eos", grids, config={"arrive": 0.9}))
+    claims = [v.claim for v in A.findings(edge).verdicts]
+    assert claims == [r.claim.claim for r in edge.runs] + [edge.follows_threshold.claim]
+
+
+def test_findings_refuses_what_is_not_a_claim():
+    with pytest.raises(ValueError, match="at least one"):
+        A.findings()
+    with pytest.raises(TypeError, match="SeedVerdict or a finding"):
+        A.findings(0.5)
+    with pytest.raises(TypeError, match="holds no SeedVerdict"):
+        A.findings(A.summarise({0: 1.0}))

@@ -23,6 +23,9 @@ exactly that: "holds in 3 of 3 seeds", "holds in 2 of 3: not established at this
 in 0 of 3: not seen at this scale", "holds in 1 of 1 seed: too few seeds to establish it (3
 needed)", "undecided in all 3 seeds: not testable at this scale".
 
+:func:`findings` (:mod:`.findings`) collects the claims of a chapter's findings and sorts them by
+what the seeds show, for the chapter's summary.
+
 :func:`table` (:mod:`.table`) prints rows as an aligned plain-text table; ``Result.table`` is
 :func:`result_table`.
 """
@@ -35,6 +38,7 @@ from kadam_edu.experiments.analysis.edge_of_stability import (
     edge_of_stability,
     edge_verdict,
 )
+from kadam_edu.experiments.analysis.findings import Findings, findings
 from kadam_edu.experiments.analysis.kadam import CHANCE, NEAR_CHANCE, KAdamRanking, kadam_ranking
 from kadam_edu.experiments.analysis.noise import (
     CLEAR_SEPARATION,
@@ -79,5 +83,5 @@ __all__ = [
     "CHANCE", "NEAR_CHANCE", "KAdamRanking", "kadam_ranking",
     "CLEAR_SEPARATION", "NO_GROWTH", "RATE_TOLERANCE", "ScalingRules", "scaling_rules", "RuleGrowth", "rule_growth",
     "EDGE_BAND", "EXPONENT_BAND", "edge_verdict", "EdgeRun", "EdgeOfStability", "edge_of_stability",
-    "table", "result_table",
+    "table", "result_table", "Findings", "findings",
 ]

@@ -60,6 +60,12 @@ class EdgeRun:
     reached: SeedVerdict
     claim: SeedVerdict
 
+    @property
+    def claims(self) -> tuple[SeedVerdict, ...]:
+        """The run's claim; ``reached`` is an observation on the way (a minibatch run is not
+        expected to reach the threshold)."""
+        return (self.claim,)
+
 
 @dataclass(frozen=True)
 class EdgeOfStability:

@@ -54,6 +54,11 @@ class KAdamRanking:
     inverse_exp_2: SeedVerdict
     naive_degrades: SeedVerdict
 
+    @property
+    def claims(self) -> tuple[SeedVerdict, ...]:
+        """Each claim once (``inverse_exp_2`` words ``beats[("inverse_exp", 2)]`` as a headline)."""
+        return (*self.beats.values(), self.naive_degrades)
+
     def __str__(self) -> str:
         lines = [f"Fig. 2 ({self.dataset or 'data not recorded'}): best test accuracy, median [range] over "
                  f"{_seed_words(self.adam.seeds)}"]

@@ -3,6 +3,7 @@ along the curves of Figs. 9-11 (Apps. N, O) and Eq. 15's annealing (Fig. 12, App
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -215,6 +216,11 @@ class Generalisation:
     mean_plus: SeedSummary
     sooner: SeedVerdict
     minus_worse: SeedVerdict
+
+    @property
+    def claims(self) -> tuple[SeedVerdict, ...]:
+        """The two verdicts, each claim prefixed by the figure (Figs. 9 and 10 word theirs alike)."""
+        return tuple(dataclasses.replace(v, claim=f"{self.figure}: {v.claim}") for v in (self.sooner, self.minus_worse))
 
     def __str__(self) -> str:
         return _paragraph([
