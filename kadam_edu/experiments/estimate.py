@@ -503,12 +503,20 @@ def estimate(name: str, scale, device: str = "t4", *, reference_dir: str | Path 
 
 
 def chapter_estimates(scale, device: str = "t4") -> dict[int, float]:
-    """Seconds of each chapter's experiments (:data:`CHAPTERS`) at ``scale`` on ``device``."""
+    """Seconds of each chapter's experiments (:data:`CHAPTERS`) at ``scale`` on ``device``, as the
+    chapters run them: on ``experiments.BOOK_SEEDS[scale]`` seeds where an experiment takes seeds."""
+    from kadam_edu.experiments import BOOK_SEEDS, FIGURES
+    from kadam_edu.scale import resolve_scale
+
+    if scale != "auto" and scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES} or 'auto'; got {scale!r}")
+    seeds = BOOK_SEEDS[resolve_scale(scale)]
     cache: dict[str, float] = {}
     out = {}
     for chapter, names in CHAPTERS.items():
         for name in names:
             if name not in cache:
-                cache[name] = estimate(name, scale, device)["seconds"]
+                cache[name] = estimate(name, scale, device, seeds=seeds if FIGURES[name].takes("seeds") else None)[
+                    "seconds"]
         out[chapter] = sum(cache[n] for n in names)
     return out
