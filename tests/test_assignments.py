@@ -74,17 +74,17 @@ def _cells(name):
 
 
 @pytest.mark.parametrize("stem", PAIRS)
-def test_student_and_solution_notebooks_differ_only_in_answers(stem):
-    student, solution = _cells(stem), _cells(f"{stem}_solution")
-    assert "instructor's version" in solution[0][1].lower()
-    student_code = {src for kind, src, _ in student if kind == "code"}
-    answers = [(src, tags) for kind, src, tags in solution if kind == "code" and src not in student_code]
-    assert answers and all("hide-input" in tags for _, tags in answers), "solution code cells must be folded"
+def test_masters_hold_every_answer_and_students_none(stem):
+    """Each otter master (book/assignments/masters/) has a solution for every code placeholder and a model
+    answer for every written task; the student notebook keeps the placeholders and the self-checks."""
+    student, master = _cells(stem), _cells(f"masters/{stem}")
     placeholders = [src for kind, src, _ in student if kind == "code" and "return None  # your code here" in src]
     assert placeholders, "student notebooks keep placeholder bodies"
-    assert not any("return None  # your code here" in src for kind, src, _ in solution)
+    prompts = [src for kind, src, _ in master if kind == "code" and '""" # BEGIN PROMPT' in src]
+    assert len(prompts) == len(placeholders) and all("# BEGIN SOLUTION NO PROMPT" in src for src in prompts)
     checks = [src for kind, src, _ in student if kind == "code" and "assignments.check_" in src]
-    assert checks and all(src in {s for k, s, _ in solution if k == "code"} for src in checks)
+    assert checks and all(src in {s for k, s, _ in master if k == "code"} for src in checks)
     written = [src for kind, src, _ in student if kind == "markdown" and "*Your answer to" in src]
-    models = [src for kind, src, _ in solution if kind == "markdown" and src.startswith(":::{admonition} Model answer")]
+    models = [src for kind, src, _ in master if kind == "markdown" and src.startswith(":::{admonition} Model answer")]
     assert len(written) == len(models) >= 1 and all(":class: dropdown" in m for m in models)
+    assert not any("Model answer" in src for _, src, _ in student)

@@ -86,9 +86,14 @@ def setup_cell_source() -> str:
     ])
 
 
-def toc_files() -> list[Path]:
-    """Every file the toc names (root, chapters, sections), as paths relative to ROOT."""
-    text = (ROOT / "_toc.yml").read_text()
+# The book students read lists the assignments' student versions; `make book SOLUTIONS=1` builds with
+# the second toc, which adds the instructors' masters (solutions and tests, book/assignments/masters/).
+TOCS = ("_toc.yml", "_toc_solutions.yml")
+
+
+def toc_files(toc: str = "_toc.yml") -> list[Path]:
+    """Every file ``toc`` names (root, chapters, sections), as paths relative to ROOT."""
+    text = (ROOT / toc).read_text()
     names = re.findall(r"^\s*(?:-\s*)?(?:root|file):\s*(\S+)", text, re.M)
     out = []
     for name in names:

@@ -19,9 +19,9 @@ from torch import nn
 
 from kadam_edu import validate
 from kadam_edu.assignments.engine import (_COMPLEX_HINT, CheckResult, NotAnswered, _agree, _describe_exception,
-                                          _exception_hints, _g, _match_mistake, _Mistake, _nonfinite_note,
+                                          _exception_hints, _g, _hidden_rng, _match_mistake, _Mistake, _nonfinite_note,
                                           _not_answered, _pair, _preload_torch_optim, _Raised,
-                                          _result, _stops_at_time_limit, _StudentCode, _to_array)
+                                          _result, _stops_at_time_limit, _StudentCode, _to_array, _torch_seed)
 from kadam_edu.optim import KAdam, Level, check_levels, kadam_levels
 
 __all__ = ["FunctionalOptimizer", "check_adaptive_normalization", "check_rmsprop", "check_adam", "check_kadam"]
@@ -138,6 +138,17 @@ _AN_CASES = [(0.9, 0.999), (0.0, 0.9), (0.99, 0.9), (0.5, 0.7)]  # (gamma, beta)
 _AN_STEPS = 8
 
 
+def _an_cases(rng) -> list[tuple[float, float]]:
+    """(gamma, beta): the published pairs without a generator, else drawn ones of the same kinds
+    (Adam-like, gamma = 0, gamma^2 > beta, anywhere)."""
+    if rng is None:
+        return _AN_CASES
+    u = lambda lo, hi: round(float(rng.uniform(lo, hi)), 4)  # noqa: E731
+    beta = u(0.3, 0.95)
+    return [(u(0.5, 0.95), u(0.95, 0.9999)), (0.0, u(0.3, 0.99)), (u(math.sqrt(beta) + 0.01, 0.999), beta),
+            (u(0.05, 0.95), u(0.05, 0.95))]
+
+
 def _an_inputs(seed=3):
     gen = torch.Generator().manual_seed(seed)
     return [torch.randn(2, 3, generator=gen, dtype=torch.float64) * (1 + n) for n in range(_AN_STEPS)]
@@ -156,21 +167,24 @@ def _an_sequence(xs, gamma, beta, mistake=None):
 
 
 @_stops_at_time_limit
-def check_adaptive_normalization(step_fn, *, timeout: float = 10.0) -> CheckResult:
+def check_adaptive_normalization(step_fn, *, timeout: float = 10.0, seed: int | None = None) -> CheckResult:
     """Check ``step_fn(x, m, v, n, *, gamma, beta) -> (u, m, v)``: one step of App. R's operator
     A_{gamma,beta} on the newest element ``x`` (float64 tensors), fed its own ``m, v`` back.
 
     Runs 8 steps for (gamma, beta) in {(0.9, 0.999), (0, 0.9), (0.99, 0.9), (0.5, 0.7)} and
     compares u with the reference (App. R with eps = 1e-30 added to sqrt(v), as KAdam does);
     u, m and v must be real and shaped like x. ``timeout``: seconds for all calls of
-    ``step_fn`` together (default 10).
+    ``step_fn`` together (default 10). ``seed``: None for the published inputs, an int for other
+    elements and pairs of the same kinds (an autograder's hidden tests).
     """
     check = "check_adaptive_normalization"
     validate.student_function(check, step_fn, "adaptive_normalization(x, m, v, n, *, gamma, beta)")
+    rng = _hidden_rng(seed)
+    cases = _an_cases(rng)
+    xs = _an_inputs(_torch_seed(rng, 3))
     run = _StudentCode(check, timeout)
-    xs = _an_inputs()
     student, reference = [], []
-    for gamma, beta in _AN_CASES:
+    for gamma, beta in cases:
         m = torch.zeros_like(xs[0])
         v = torch.zeros_like(xs[0])
         us = []
@@ -210,10 +224,10 @@ def check_adaptive_normalization(step_fn, *, timeout: float = 10.0) -> CheckResu
     wrong = [not _agree(s, r, rtol=1e-10, atol=1e-300) for s, r in zip(student, reference)]
     if not any(wrong):
         return _result(check, True, "your step is App. R's adaptive normalization.",
-                       [f"{_AN_STEPS} steps for (gamma, beta) = " + ", ".join(f"({g}, {b})" for g, b in _AN_CASES)
+                       [f"{_AN_STEPS} steps for (gamma, beta) = " + ", ".join(f"({g}, {b})" for g, b in cases)
                         + ", including gamma = 0 (RMSprop) and gamma^2 > beta."])
     i = wrong.index(True)
-    gamma, beta = _AN_CASES[i]
+    gamma, beta = cases[i]
     with np.errstate(all="ignore"):
         bad = ~np.isclose(student[i], reference[i], rtol=1e-10, atol=1e-300)
     n, *idx = (int(k) for k in np.argwhere(bad)[0])
@@ -223,7 +237,7 @@ def check_adaptive_normalization(step_fn, *, timeout: float = 10.0) -> CheckResu
                *_nonfinite_note(student[i][(n, *idx)])]
     compute = lambda mk, case: _an_sequence(xs, case[0], case[1], mistake=mk.name)  # noqa: E731
     mistakes = [_Mistake(name, None, hint) for name, hint in _AN_HINTS.items()]
-    mistake = _match_mistake(mistakes, _AN_CASES, student, reference, compute)
+    mistake = _match_mistake(mistakes, cases, student, reference, compute)
     if mistake is not None:
         return _result(check, False, mistake.hint, example)
     if n == 0 and not np.all(np.isfinite(student[i][0])):
@@ -308,14 +322,14 @@ _CHAIN_HINTS = {
 }
 
 
-def _run_student_optimizer(run: _StudentCode, what: str, make, grads_seq, lr=_OPT_LR):
+def _run_student_optimizer(run: _StudentCode, what: str, make, grads_seq, params_seed=6, lr=_OPT_LR):
     """Run ``make(params)`` through ``run`` on a fixed gradient sequence; return u per step [steps, size].
 
     ``what``: the call ``make(params)`` in messages. Raises NotAnswered (make returned None),
     TypeError (no step() method, or a parameter that stopped being a real float64 tensor of its
     shape), _Raised or _TimedOut.
     """
-    params = _opt_params()
+    params = _opt_params(params_seed)
     opt = run.call(what, make, params)
     if opt is None:
         raise NotAnswered
@@ -337,20 +351,23 @@ def _run_student_optimizer(run: _StudentCode, what: str, make, grads_seq, lr=_OP
     return np.stack(rows)
 
 
-def _compare_optimizer(run: _StudentCode, what, make_for, cases, extra_hints=None):
+def _compare_optimizer(run: _StudentCode, what, make_for, cases, extra_hints=None, seed=None):
     """Shared logic of check_rmsprop / check_adam / check_kadam.
 
     ``cases``: list of (label, levels, kwargs); ``make_for(kwargs)`` returns a function
-    params -> optimizer, called through ``run``.
+    params -> optimizer, called through ``run``. ``seed``: None for the published gradients and
+    parameters, an int for others (see the checks).
     """
     check = run.check
     _preload_torch_optim()
-    grads_seq = _opt_grads()
+    rng = _hidden_rng(seed)
+    grads_seq = _opt_grads(_torch_seed(rng, 5))
+    params_seed = _torch_seed(rng, 6)
     student, reference = [], []
     for label, levels, kwargs in cases:
         call = f"{what}(params, {_kw(kwargs)})"
         try:
-            student.append(_run_student_optimizer(run, call, make_for(kwargs), grads_seq))
+            student.append(_run_student_optimizer(run, call, make_for(kwargs), grads_seq, params_seed))
         except NotAnswered:
             return _not_answered(check, what), None
         except TypeError as exc:
@@ -432,17 +449,19 @@ def _small_model_match(make, levels, steps=5, lr=0.05):
 
 
 @_stops_at_time_limit
-def check_rmsprop(factory, *, timeout: float = 30.0) -> CheckResult:
+def check_rmsprop(factory, *, timeout: float = 30.0, seed: int | None = None) -> CheckResult:
     """Check ``factory(params, *, lr, beta) -> optimizer``: RMSprop as App. R's adaptive
     normalization with gamma = 0 (bias-corrected; equal to ``KAdam(betas=(0, beta))``).
-    ``timeout``: seconds for building and stepping your optimizers, all together (default 30)."""
+    ``timeout``: seconds for building and stepping your optimizers, all together (default 30).
+    ``seed``: None for the published gradients and parameters, an int for others (hidden tests)."""
     check = "check_rmsprop"
     validate.student_function(check, factory, "rmsprop(params, *, lr, beta)")
     run = _StudentCode(check, timeout)
     cases = [(f"RMSprop beta={b}", [Level(gamma=0.0, beta=b)], dict(lr=_OPT_LR, beta=b)) for b in (0.9, 0.5)]
     extra = {"no_bias": "Bias correction missing: that is torch.optim.RMSprop's update. App. R's RMSprop is A with "
                         "gamma = 0, which keeps the factor from the bias-corrected average of the squares."}
-    failed, _ = _compare_optimizer(run, "rmsprop", lambda kw: (lambda params: factory(params, **kw)), cases, extra)
+    failed, _ = _compare_optimizer(run, "rmsprop", lambda kw: (lambda params: factory(params, **kw)), cases, extra,
+                                   seed)
     if failed is not None:
         return failed
     return _result(check, True, "your RMSprop matches KAdam(betas=(0, beta)) step by step.",
@@ -450,17 +469,19 @@ def check_rmsprop(factory, *, timeout: float = 30.0) -> CheckResult:
 
 
 @_stops_at_time_limit
-def check_adam(factory, *, timeout: float = 30.0) -> CheckResult:
+def check_adam(factory, *, timeout: float = 30.0, seed: int | None = None) -> CheckResult:
     """Check ``factory(params, *, lr, beta, gamma) -> optimizer``: Adam in the paper's notation
     (beta: second moment, gamma: first moment), against ``KAdam(betas=(gamma, beta))``.
-    ``timeout``: seconds for building and stepping your optimizers, all together (default 30)."""
+    ``timeout``: seconds for building and stepping your optimizers, all together (default 30).
+    ``seed``: None for the published gradients and parameters, an int for others (hidden tests)."""
     check = "check_adam"
     validate.student_function(check, factory, "adam(params, *, lr, beta, gamma)")
     run = _StudentCode(check, timeout)
     pairs = [(0.999, 0.9), (0.9, 0.99), (0.7, 0.5)]
     cases = [(f"Adam beta={b}, gamma={g}", [Level(gamma=g, beta=b)], dict(lr=_OPT_LR, beta=b, gamma=g))
              for b, g in pairs]
-    failed, _ = _compare_optimizer(run, "adam", lambda kw: (lambda params: factory(params, **kw)), cases)
+    failed, _ = _compare_optimizer(run, "adam", lambda kw: (lambda params: factory(params, **kw)), cases,
+                                   seed=seed)
     if failed is not None:
         return failed
     return _result(check, True, "your Adam matches KAdam(betas=(gamma, beta)) step by step.",
@@ -468,12 +489,13 @@ def check_adam(factory, *, timeout: float = 30.0) -> CheckResult:
 
 
 @_stops_at_time_limit
-def check_kadam(opt_factory, *, timeout: float = 30.0) -> CheckResult:
+def check_kadam(opt_factory, *, timeout: float = 30.0, seed: int | None = None) -> CheckResult:
     """Check ``opt_factory(params, *, lr, levels) -> optimizer``: k-Adam (Eq. 10, App. R) for
     k = 1, 2, 3 (including a gamma = 0 level), step by step on a fixed gradient sequence, then
     against :class:`KAdam` (float64) over 5 training steps of a small model.
     ``timeout``: seconds for building, stepping and training with your optimizers, all together
-    (default 30)."""
+    (default 30). ``seed``: None for the published gradients and parameters, an int for others
+    (an autograder's hidden tests)."""
     check = "check_kadam"
     validate.student_function(check, opt_factory, "kadam(params, *, lr, levels)")
     run = _StudentCode(check, timeout)
@@ -484,7 +506,8 @@ def check_kadam(opt_factory, *, timeout: float = 30.0) -> CheckResult:
         ("k=3 (inverse_exp)", kadam_levels(3, beta=0.999, gamma=0.9)),
     ]
     cases = [(label, levels, dict(lr=_OPT_LR, levels=levels)) for label, levels in cases]
-    failed, _ = _compare_optimizer(run, "kadam", lambda kw: (lambda params: opt_factory(params, **kw)), cases)
+    failed, _ = _compare_optimizer(run, "kadam", lambda kw: (lambda params: opt_factory(params, **kw)), cases,
+                                   seed=seed)
     if failed is not None:
         return failed
     levels = [Level(gamma=0.8, beta=0.95), Level(gamma=0.5, beta=0.9)]

@@ -16,6 +16,7 @@ import numpy as np
 
 from kadam_edu import bounds, validate
 from kadam_edu.assignments.engine import (CheckResult, NotAnswered, _agree, _args, _collect, _describe_exception,
+                                          _hidden_rng,
                                           _exception_hints, _g, _match_mistake, _Mistake, _nonfinite_note, _pair,
                                           _Raised, _result, _stops_at_time_limit, _StudentCode,
                                           _to_array, _to_float)
@@ -97,6 +98,32 @@ _BOUND_CASES = [
     (0, 0.3, 0.0), (9, 0.3, 0.0),
     (3, 0.5, 0.6), (50, 0.95, 0.97), (20, 0.6, 0.3), (2, 0.7, 0.95),
 ]
+
+
+def _drawn_pair(rng, region=None) -> tuple[float, float]:
+    """A random (beta, gamma) with 4 decimals; region "B-" asks for gamma^2 > beta, "exact" for
+    gamma^2 = beta exactly (gamma a multiple of 1/16, so that its square is exact in binary)."""
+    if region == "exact":
+        gamma = int(rng.integers(4, 16)) / 16
+        return gamma * gamma, gamma
+    beta = round(float(rng.uniform(0.05, 0.995)), 4)
+    if region == "B-":
+        root = math.sqrt(beta)
+        return beta, round(root + (1 - root) * float(rng.uniform(0.05, 0.95)), 4)
+    return beta, round(float(rng.uniform(0.05, 0.995)), 4)
+
+
+def _bound_cases(rng) -> list[tuple[int, float, float]]:
+    """The published (n, beta, gamma) without a generator; else as many drawn ones, of the same kinds
+    (n = 0, gamma = 0, gamma^2 = beta, gamma^2 > beta, ordinary points), with n < 60."""
+    if rng is None:
+        return _BOUND_CASES
+    n = lambda: int(rng.integers(1, 60))  # noqa: E731
+    cases = [(0, *_drawn_pair(rng)), (n(), _drawn_pair(rng)[0], 0.0), (n(), *_drawn_pair(rng, "exact")),
+             (n(), *_drawn_pair(rng, "B-")), (0, *_drawn_pair(rng, "B-"))]
+    return cases + [(n(), *_drawn_pair(rng)) for _ in range(len(_BOUND_CASES) - len(cases))]
+
+
 # beta = 0.5, gamma = 0.9, n = 2000: the bound is finite (about 1e209) but (gamma^2/beta)^(n+1) overflows.
 _BOUND_OVERFLOW_CASE = (2000, 0.5, 0.9)
 
@@ -134,18 +161,19 @@ def _category_hint(cases, wrong, *, exclusive: bool = True) -> str | None:
 
 
 @_stops_at_time_limit
-def check_discrete_bound(fn, *, timeout: float = 10.0) -> CheckResult:
+def check_discrete_bound(fn, *, timeout: float = 10.0, seed: int | None = None) -> CheckResult:
     """Check ``fn(n, beta, gamma) -> float``, the exact discrete-time bound on |u_n| (eps = 0).
 
     Compares with :func:`kadam_edu.bounds.discrete_max_update_bound` at n = 0, small and
     large n, in B+ and B-, at gamma^2 = beta and gamma = 0 (relative tolerance 1e-9), and
     notes (without failing) whether very large n overflows. ``timeout``: seconds for all
-    calls of ``fn`` together (default 10).
+    calls of ``fn`` together (default 10). ``seed``: None for the published test points, an int
+    for as many other points of the same kinds (an autograder's hidden tests).
     """
     check = "check_discrete_bound"
     validate.student_function(check, fn, "discrete_bound(n, beta, gamma)")
+    cases = _bound_cases(_hidden_rng(seed))
     run = _StudentCode(check, timeout)
-    cases = _BOUND_CASES
     values, raised, early = _collect(run, "discrete_bound", fn, cases, lambda v, c: _to_float(v),
                                      ("n", "beta", "gamma"))
     if early is not None:
@@ -154,7 +182,8 @@ def check_discrete_bound(fn, *, timeout: float = 10.0) -> CheckResult:
     reference = [_reference_bound(*case) for case in cases]
     wrong = [not _agree(s, r) for s, r in zip(student, reference)]
     if not any(wrong):
-        details = [f"Agrees with the library to 1e-9 at {len(cases)} points: n from 0 to 1000, bounded "
+        span = f"n from 0 to {max(c[0] for c in cases)}"
+        details = [f"Agrees with the library to 1e-9 at {len(cases)} points: {span}, bounded "
                    "and growing cases, gamma^2 = beta and gamma = 0.", _overflow_note(run, fn)]
         return _result(check, True, "your bound is exact.", details)
     skip = {i for i, _ in raised}
@@ -258,14 +287,19 @@ _ADAM_MISTAKES = [
 ]
 
 
-def _adam_cases():
-    rng = np.random.default_rng(1)
+def _adam_cases(drawn=None):
+    """(grads, beta, gamma): the published sequences without a generator ``drawn``; else other
+    sequences and pairs of the same kinds (2-D and 1-D, B-, gamma = 0) drawn from it."""
+    rng = np.random.default_rng(1) if drawn is None else drawn
+    pairs = ([(0.999, 0.9), (0.9, 0.99), (0.25, 0.5), (0.6, 0.0), (0.95, 0.8)] if drawn is None else
+             [_drawn_pair(rng), _drawn_pair(rng, "B-"), _drawn_pair(rng), (_drawn_pair(rng)[0], 0.0),
+              _drawn_pair(rng)])
     return [
-        (rng.normal(size=(12, 3)), 0.999, 0.9),
-        (rng.normal(size=(10, 2)) * np.exp(-0.3 * np.arange(10))[:, None], 0.9, 0.99),
-        (np.abs(rng.standard_cauchy(size=(9, 4))) + 0.1, 0.25, 0.5),
-        (rng.normal(size=(8, 1)), 0.6, 0.0),
-        (rng.normal(size=(7,)), 0.95, 0.8),
+        (rng.normal(size=(12, 3)), *pairs[0]),
+        (rng.normal(size=(10, 2)) * np.exp(-0.3 * np.arange(10))[:, None], *pairs[1]),
+        (np.abs(rng.standard_cauchy(size=(9, 4))) + 0.1, *pairs[2]),
+        (rng.normal(size=(8, 1)), *pairs[3]),
+        (rng.normal(size=(7,)), *pairs[4]),
     ]
 
 
@@ -274,17 +308,18 @@ def _reference_adam(grads, beta, gamma):
 
 
 @_stops_at_time_limit
-def check_adam_updates(fn, *, timeout: float = 10.0) -> CheckResult:
+def check_adam_updates(fn, *, timeout: float = 10.0, seed: int | None = None) -> CheckResult:
     """Check ``fn(grads, beta, gamma) -> u``: Adam's signed updates u_n (Eq. 1, eps = 0).
 
     ``grads`` has shape [N] or [N, p] (step n along axis 0); the answer must have the same
     shape and be real. Compared with a float64 reference (itself tested against :class:`KAdam`).
-    ``timeout``: seconds for all calls of ``fn`` together (default 10).
+    ``timeout``: seconds for all calls of ``fn`` together (default 10). ``seed``: None for the
+    published sequences, an int for other ones of the same kinds (an autograder's hidden tests).
     """
     check = "check_adam_updates"
     validate.student_function(check, fn, "adam_updates(grads, beta, gamma)")
+    cases = _adam_cases(_hidden_rng(seed))
     run = _StudentCode(check, timeout)
-    cases = _adam_cases()
     calls = [(grads.copy(), b, g) for grads, b, g in cases]
     values, raised, early = _collect(run, "adam_updates", fn, calls, lambda v, c: _to_array(v, c[0].shape),
                                      ("grads", "beta", "gamma"))
@@ -332,14 +367,18 @@ _EXTREMAL_STEPS = 60
 
 
 @_stops_at_time_limit
-def check_extremal_sequence(fn, *, timeout: float = 10.0) -> CheckResult:
+def check_extremal_sequence(fn, *, timeout: float = 10.0, seed: int | None = None) -> CheckResult:
     """Check ``fn(steps, beta, gamma) -> g`` (shape [steps], real): a gradient sequence whose Adam
     updates attain the discrete bound at every step n = 0..steps-1 (ratio 1 to 1e-9).
-    ``timeout``: seconds for all calls of ``fn`` together (default 10)."""
+    ``timeout``: seconds for all calls of ``fn`` together (default 10). ``seed``: None for the
+    published pairs, an int for other pairs of the same kinds (an autograder's hidden tests)."""
     check = "check_extremal_sequence"
     validate.student_function(check, fn, "extremal_gradients(steps, beta, gamma)")
+    rng = _hidden_rng(seed)
+    pairs = _EXTREMAL_CASES if rng is None else [
+        _drawn_pair(rng), _drawn_pair(rng, "B-"), _drawn_pair(rng, "exact"), _drawn_pair(rng), _drawn_pair(rng)]
+    cases = [(_EXTREMAL_STEPS, b, g) for b, g in pairs]
     run = _StudentCode(check, timeout)
-    cases = [(_EXTREMAL_STEPS, b, g) for b, g in _EXTREMAL_CASES]
     values, raised, early = _collect(run, "extremal_gradients", fn, cases,
                                      lambda v, c: _to_array(v, (c[0],)), ("steps", "beta", "gamma"))
     if early is not None:
@@ -405,13 +444,16 @@ _RATE_MISTAKES = [  # math.log(0) raises ValueError: gamma = 0 is then left out 
 
 
 @_stops_at_time_limit
-def check_discrete_rate(fn, *, timeout: float = 10.0) -> CheckResult:
+def check_discrete_rate(fn, *, timeout: float = 10.0, seed: int | None = None) -> CheckResult:
     """Check ``fn(beta, gamma) -> float``: the slope of ln(discrete bound) per step as n -> inf
-    (finite everywhere, 0 at gamma = 0). ``timeout``: seconds for all calls of ``fn`` together (default 10)."""
+    (finite everywhere, 0 at gamma = 0). ``timeout``: seconds for all calls of ``fn`` together (default 10).
+    ``seed``: None for the published pairs, an int for other pairs of the same kinds (hidden tests)."""
     check = "check_discrete_rate"
     validate.student_function(check, fn, "discrete_rate(beta, gamma)")
+    rng = _hidden_rng(seed)
+    cases = _RATE_CASES if rng is None else ([(_drawn_pair(rng)[0], 0.0)] + [_drawn_pair(rng, "B-") for _ in range(4)]
+                                             + [_drawn_pair(rng) for _ in range(5)])
     run = _StudentCode(check, timeout)
-    cases = _RATE_CASES
     values, raised, early = _collect(run, "discrete_rate", fn, cases, lambda v, c: _to_float(v), ("beta", "gamma"))
     if early is not None:
         return early

@@ -415,6 +415,20 @@ def _stops_at_time_limit(check_fn):
     return check
 
 
+def _hidden_rng(seed) -> np.random.Generator | None:
+    """The generator of a check's drawn inputs: None for ``seed=None`` (the published inputs), else a
+    numpy Generator seeded from ``seed`` in a stream of its own (no seed reproduces the published inputs).
+    Autograders pass a seed in hidden tests, so that students never see those inputs."""
+    if seed is None:
+        return None
+    return np.random.default_rng([16, validate.seed("seed", seed)])
+
+
+def _torch_seed(rng: np.random.Generator | None, published: int) -> int:
+    """A torch seed: ``published`` without a generator, else one drawn from it."""
+    return published if rng is None else int(rng.integers(2**31))
+
+
 def _args(names, values) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(names, values))
 

@@ -19,7 +19,7 @@ import torch
 from kadam_edu import validate
 from kadam_edu.assignments.engine import (CheckResult, NotAnswered, _agree, _describe_exception, _exception_hints,
                                           _g, _nonfinite_note, _not_answered, _pair, _preload_torch_optim, _Raised,
-                                          _result, _stops_at_time_limit, _StudentCode, _to_float)
+                                          _result, _stops_at_time_limit, _StudentCode, _to_float, _hidden_rng)
 from kadam_edu.experiments.boundary import BoundarySweep, label_grid, reference_log_slope
 from kadam_edu.optim import KAdam
 
@@ -27,15 +27,23 @@ __all__ = ["check_make_optimizer", "check_log_slope", "check_classification", "c
 
 
 @_stops_at_time_limit
-def check_make_optimizer(fn, *, timeout: float = 10.0) -> CheckResult:
+def check_make_optimizer(fn, *, timeout: float = 10.0, seed: int | None = None) -> CheckResult:
     """Check ``fn(params, *, beta, gamma, lr) -> KAdam``: Adam at the paper's (beta, gamma),
     eps = 0 (the setting of the bound), no weight decay, k = 1. ``timeout``: seconds for all
-    calls of ``fn`` together (default 10)."""
+    calls of ``fn`` together (default 10). ``seed``: None for the published settings, an int
+    for other ones of the same kinds (an autograder's hidden tests)."""
     check = "check_make_optimizer"
     validate.student_function(check, fn, "make_optimizer(params, *, beta, gamma, lr)")
+    rng = _hidden_rng(seed)
+    if rng is None:
+        settings = [(0.5, 0.8, 0.01), (0.999, 0.9, 0.001), (0.3, 0.0, 0.1)]
+    else:
+        u = lambda lo, hi: round(float(rng.uniform(lo, hi)), 4)  # noqa: E731
+        settings = [(u(0.05, 0.9), u(0.05, 0.99), u(1e-3, 0.1)), (u(0.9, 0.9999), u(0.5, 0.99), u(1e-4, 1e-2)),
+                    (u(0.05, 0.99), 0.0, u(1e-3, 0.3))]
     run = _StudentCode(check, timeout)
     _preload_torch_optim()
-    for beta, gamma, lr in [(0.5, 0.8, 0.01), (0.999, 0.9, 0.001), (0.3, 0.0, 0.1)]:
+    for beta, gamma, lr in settings:
         params = [torch.zeros(3, dtype=torch.float64, requires_grad=True)]
         call = f"make_optimizer(params, beta={beta}, gamma={gamma}, lr={lr})"
         try:
@@ -80,16 +88,19 @@ def check_make_optimizer(fn, *, timeout: float = 10.0) -> CheckResult:
                    ["KAdam received betas in torch's order (first moment gamma, second moment beta)."])
 
 
-def _slope_cases():
-    rng = np.random.default_rng(7)
+def _slope_cases(drawn=None):
+    """(label, max_update, start, stop): the published sequences without a generator ``drawn``, else
+    sequences of the same kinds with drawn rates and noise."""
+    rng = np.random.default_rng(7) if drawn is None else drawn
+    a, r = (0.7, 0.03) if drawn is None else (round(float(rng.uniform(0.1, 5)), 3), round(float(rng.uniform(0.005, 0.05)), 4))
     n = np.arange(200)
-    exact = 0.7 * np.exp(0.03 * n)
+    exact = a * np.exp(r * n)
     noisy = np.exp(-0.02 * n + 0.2 * rng.normal(size=200))
     prefix = np.where(n < 100, 50.0 * np.exp(-0.1 * n), np.exp(0.05 * (n - 100)))
     stopped = np.concatenate([np.exp(0.08 * n[:150]), np.full(50, np.nan)])
     flat = 1.0 + 0.01 * rng.normal(size=200)
     return [
-        ("an exact exponential", exact, 100, 200),
+        (f"an exact exponential {a} exp({r} n)", exact, 100, 200),
         ("a noisy decay", noisy, 50, 200),
         ("a sequence with a different start", prefix, 100, 200),
         ("a run that stopped at step 150 (nan after)", stopped, 100, 200),
@@ -98,16 +109,17 @@ def _slope_cases():
 
 
 @_stops_at_time_limit
-def check_log_slope(fn, *, timeout: float = 10.0) -> CheckResult:
+def check_log_slope(fn, *, timeout: float = 10.0, seed: int | None = None) -> CheckResult:
     """Check ``fn(max_update, start, stop) -> float``: the least-squares slope of
     ln(max_update[n]) over start <= n < stop, using only positive finite values (the slope
     is finite on every test sequence). ``timeout``: seconds for all calls of ``fn`` together
-    (default 10)."""
+    (default 10). ``seed``: None for the published sequences, an int for other ones of the same
+    kinds (an autograder's hidden tests)."""
     check = "check_log_slope"
     validate.student_function(check, fn, "log_slope(max_update, start, stop)")
+    cases = _slope_cases(_hidden_rng(seed))
     run = _StudentCode(check, timeout)
     student, reference = [], []
-    cases = _slope_cases()
     for label, mu, start, stop in cases:
         where = f"on {label} (start={start}, stop={stop})"
         try:
@@ -144,7 +156,7 @@ def check_log_slope(fn, *, timeout: float = 10.0) -> CheckResult:
                 *_nonfinite_note(student[k])]
 
     if wrong[0]:
-        return _result(check, False, "wrong even on an exact exponential 0.7 exp(0.03 n): fit ln(max_update) "
+        return _result(check, False, f"wrong even on {cases[0][0]}: fit ln(max_update) "
                        "(not max_update itself, and in the natural log) against the step n.", ex(0))
     if wrong[2]:
         return _result(check, False, "your slope includes steps outside the window: use only start <= n < stop.",
