@@ -81,7 +81,7 @@ def test_publish_builds_at_cpu_with_the_cache_and_deploys_on_tags():
     assert "download.pytorch.org/whl/cpu" in text and torch_at < dev_at, "CPU torch first, then .[dev]"
     assert "actions/cache/restore@" in text and "actions/cache/save@" in text and "_build/.jupyter_cache" in text
     assert "${{ env.SCALE }}" in text and "hashFiles('book/**/*.ipynb'" in text, "cache key: scale + notebooks"
-    assert "SCALE: cpu" in text and 'make book SCALE="$SCALE"' in text and "make check" in text
+    assert "SCALE: cpu" in text and 'make book SCALE="$SCALE"' in text and "run: bash .ci/run" in text
     assert "actions/upload-pages-artifact@" in text and "actions/deploy-pages@" in text
     assert "pages: write" in text and "id-token: write" in text and "name: github-pages" in text
     deploy = text[text.index("\n  deploy:"):]
